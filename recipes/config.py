@@ -1,0 +1,232 @@
+"""Recipe configuration: one dataclass per concern, a YAML file, then command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from recipes.errors import RecipeError
+
+DIGITS_RECIPES = Path(__file__).parent / "configs" / "digits"
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how they are turned into tensors."""
+
+    dataset: str = field(
+        default="digits",
+        metadata={"help": "'digits' (embedded), 'imagefolder', or a hub dataset id such as 'beans'"},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "folder for 'imagefolder'"})
+    image_column: str = "image"
+    label_column: str = "label"
+    image_size: int = field(default=32, metadata={"help": "side of the square model input"})
+    augment: bool = field(default=True, metadata={"help": "timm training augmentation"})
+    hflip: float = field(default=0.0, metadata={"help": "horizontal flip probability"})
+    crop_scale: float = field(default=0.6, metadata={"help": "smallest random-resized-crop area"})
+    num_workers: int = 0
+    max_train_samples: int | None = None
+
+
+@dataclass
+class ModelArguments:
+    """Which timm network, where its weights come from, and what trains."""
+
+    model_name: str = field(default="resnet10t", metadata={"help": "any timm model name"})
+    pretrained: bool = field(default=False, metadata={"help": "load weights from the hub"})
+    checkpoint: str | None = field(
+        default=None, metadata={"help": "local weights: .safetensors/.pth file or a saved folder"}
+    )
+    mode: str = field(default="scratch", metadata={"help": "scratch, linear_probe or finetune"})
+    backbone_lr_scale: float = field(
+        default=1.0, metadata={"help": "backbone LR = learning_rate x this (finetune)"}
+    )
+    drop_rate: float = 0.0
+
+
+@dataclass
+class TrainingArguments:
+    """How the one training loop runs: optimisation, schedule, precision, tracking, saving."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "run folder (default runs/NAME)"})
+    run_name: str | None = None
+    overwrite_output_dir: bool = False
+    resume_from_checkpoint: str | None = field(
+        default="auto", metadata={"help": "'auto' (latest in the run folder), a path, or 'none'"}
+    )
+    seed: int = 42
+    num_epochs: int = 10
+    per_device_train_batch_size: int = 64
+    per_device_eval_batch_size: int = 256
+    gradient_accumulation_steps: int = 1
+    optimizer: str = field(default="adamw", metadata={"help": "any timm optimizer name"})
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    max_grad_norm: float | None = 1.0
+    lr_scheduler: str = field(default="cosine", metadata={"help": "see `recipes schedules`"})
+    scheduler_kwargs: dict | str = field(
+        default_factory=dict, metadata={"help": "JSON, e.g. {\"milestones\": [5, 8]} (epochs)"}
+    )
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    scale_lr: str = field(default="none", metadata={"help": "none, linear or sqrt batch scaling"})
+    base_batch_size: int = 256
+    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
+    channels_last: bool = False
+    logging_steps: int = 10
+    save_steps: int | None = field(default=None, metadata={"help": "also checkpoint every N steps"})
+    save_total_limit: int = 2
+    report_to: str = field(default="wandb", metadata={"help": "none, wandb or tensorboard"})
+    project: str = "training-recipes"
+    wandb_group: str | None = None
+    ema_decay: float | None = None
+    snapshot_ensemble: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheduler_kwargs, str):
+            self.scheduler_kwargs = _parse_json("scheduler_kwargs", self.scheduler_kwargs)
+        if self.resume_from_checkpoint in ("none", "None", ""):
+            self.resume_from_checkpoint = None
+        _check_choice("scale_lr", self.scale_lr, ("none", "linear", "sqrt"))
+        _check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
+        _check_choice("report_to", self.report_to, ("none", "wandb", "tensorboard"))
+        if self.num_epochs <= 0 or self.per_device_train_batch_size <= 0:
+            raise RecipeError("num_epochs and per_device_train_batch_size must be positive")
+        if self.gradient_accumulation_steps < 1:
+            raise RecipeError("gradient_accumulation_steps must be at least 1")
+
+
+@dataclass
+class RecipeConfig:
+    """Everything one training run needs; `asdict` of it is what gets saved and tracked."""
+
+    data: DataArguments = field(default_factory=DataArguments)
+    model: ModelArguments = field(default_factory=ModelArguments)
+    training: TrainingArguments = field(default_factory=TrainingArguments)
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.model.mode, ("scratch", "linear_probe", "finetune"))
+        if self.model.mode != "scratch" and not (self.model.pretrained or self.model.checkpoint):
+            raise RecipeError(
+                f"mode {self.model.mode} needs weights: set pretrained: true or checkpoint: PATH"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat key -> value mapping, the same names the command line and sweeps use."""
+        flat: dict[str, Any] = {}
+        for part in (self.data, self.model, self.training):
+            flat.update(dataclasses.asdict(part))
+        return flat
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingArguments)
+FIELD_NAMES = sorted(f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls))
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RecipeError(f"{key}: unknown value {value!r}; choose one of {', '.join(choices)}")
+
+
+def _parse_json(key: str, text: str) -> dict:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"{key}: not valid JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise RecipeError(f"{key}: expected a JSON object, got {text!r}")
+    return value
+
+
+def check_keys(keys: list[str]) -> None:
+    """Refuse names that are not training arguments, suggesting the closest valid ones."""
+    for key in keys:
+        if key not in FIELD_NAMES:
+            close = difflib.get_close_matches(key, FIELD_NAMES, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see `recipes train --help`"
+            raise RecipeError(f"unknown argument {key!r}{hint}")
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML recipe, with one clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}; see {DIGITS_RECIPES} for examples")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"recipe {path} is not valid YAML{where}: fix the file") from None
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of argument: value")
+    check_keys(list(values))
+    return values
+
+
+def to_argv(values: dict[str, Any]) -> list[str]:
+    """Turn recipe values into `--key value` arguments, so both sources share one parser."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            argv += [f"--{key}", "none"]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        elif isinstance(value, list | tuple):
+            argv += [f"--{key}", *map(str, value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _unknown_options(rest: list[str]) -> list[str]:
+    return [arg[2:].split("=", 1)[0] for arg in rest if arg.startswith("--")]
+
+
+def _none_strings(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        if getattr(obj, f.name) in ("none", "None") and "None" in str(f.type):
+            setattr(obj, f.name, None)
+
+
+def _raise(message: str) -> None:
+    raise RecipeError(message)
+
+
+def build_parser() -> HfArgumentParser:
+    """The one argument parser; its errors become one-line `RecipeError`s."""
+    parser = HfArgumentParser(ARGUMENT_CLASSES, prog="recipes train")
+    parser.error = _raise
+    return parser
+
+
+def parse_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
+    """Build the config: defaults in code, then the recipe file, then `--key value` overrides."""
+    argv = to_argv(read_recipe(recipe)) if recipe else []
+    overrides = list(overrides or [])
+    parser = build_parser()
+    try:
+        data, model, training, rest = parser.parse_args_into_dataclasses(
+            args=argv + overrides, return_remaining_strings=True
+        )
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    check_keys(_unknown_options(rest))
+    if rest:
+        raise RecipeError(f"unexpected arguments {' '.join(rest)}; use --key value")
+    for part in (data, model, training):
+        _none_strings(part)
+    return RecipeConfig(data=data, model=model, training=training)
