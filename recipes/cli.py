@@ -15,6 +15,13 @@ VERBS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def run_recipe(config) -> dict:
+    """The route a recipe takes to training; every route ends in the same run folder layout."""
+    from recipes.engine import train
+
+    return train(config)
+
+
 def train_command(argv: list[str]) -> None:
     """`recipes train [RECIPE.yaml] [--key value ...]`."""
     from recipes.config import build_parser, parse_config
@@ -23,10 +30,7 @@ def train_command(argv: list[str]) -> None:
         build_parser().print_help()
         return
     recipe = argv[0] if argv and not argv[0].startswith("--") else None
-    config = parse_config(recipe, argv[1:] if recipe else argv)
-    from recipes.engine import train
-
-    results = train(config)
+    results = run_recipe(parse_config(recipe, argv[1:] if recipe else argv))
     print(
         f"results in {results['run_dir']}: best val accuracy {results['best_val_accuracy']:.4f} "
         f"(epoch {results['best_epoch']}), model in {results['run_dir']}/model"

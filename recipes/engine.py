@@ -56,7 +56,7 @@ def make_accelerator(config: RecipeConfig, log_with: list[str], run_dir: Path) -
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        log_with=log_with,
+        log_with=log_with or None,
         project_dir=str(run_dir / "tracking"),
     )
     world = int(os.environ.get("WORLD_SIZE", "1"))
