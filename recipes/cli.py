@@ -10,13 +10,43 @@ from recipes.errors import RecipeError
 
 # verb -> (module, function, one-line description); modules load only when their verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
-    "train": ("recipes.cli", "train_command", "train a recipe (YAML file, then --key value overrides)"),
+    "train": (
+        "recipes.cli",
+        "train_command",
+        "train a recipe (YAML file, then --key value overrides)",
+    ),
     "schedules": ("recipes.cli", "schedules_command", "draw every LR schedule family to PNG files"),
+    "sweep": ("recipes.search", "sweep_command", "run a W&B sweep file locally (Optuna); --refine"),
+    "ensemble": ("recipes.ensemble", "ensemble_command", "score (or train) an ensemble; save it"),
+    "soup": ("recipes.soup", "soup_command", "uniform and greedy model soups of checkpoints"),
+    "transfer": (
+        "recipes.transfer",
+        "transfer_command",
+        "transfer advice, the transfer study, backbones",
+    ),
+    "check": (
+        "recipes.tuning",
+        "check_command",
+        "initial loss, overfit a small sample, LR range test",
+    ),
+    "curves": (
+        "recipes.curves",
+        "curves_command",
+        "plot a run's learning curves and diagnose them",
+    ),
 }
 
 
 def run_recipe(config) -> dict:
     """The route a recipe takes to training; every route ends in the same run folder layout."""
+    if config.training.parallel == "pipeline":
+        from recipes.pipeline import train_pipeline
+
+        return train_pipeline(config)
+    if config.model.mode != "scratch" or config.model.strategy == "auto":
+        from recipes.transfer import run_transfer
+
+        return run_transfer(config)
     from recipes.engine import train
 
     return train(config)
@@ -24,6 +54,8 @@ def run_recipe(config) -> dict:
 
 def train_command(argv: list[str]) -> None:
     """`recipes train [RECIPE.yaml] [--key value ...]`."""
+    from accelerate import PartialState
+
     from recipes.config import build_parser, parse_config
 
     if argv[:1] in (["-h"], ["--help"]):
@@ -31,10 +63,12 @@ def train_command(argv: list[str]) -> None:
         return
     recipe = argv[0] if argv and not argv[0].startswith("--") else None
     results = run_recipe(parse_config(recipe, argv[1:] if recipe else argv))
-    print(
-        f"results in {results['run_dir']}: best val accuracy {results['best_val_accuracy']:.4f} "
-        f"(epoch {results['best_epoch']}), model in {results['run_dir']}/model"
-    )
+    if PartialState().is_main_process:
+        print(
+            f"results in {results['run_dir']}: best val accuracy "
+            f"{results['best_val_accuracy']:.4f} (epoch {results['best_epoch']}), "
+            f"model in {results['run_dir']}/model"
+        )
 
 
 def schedules_command(argv: list[str]) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ class DataArguments:
 
     dataset: str = field(
         default="digits",
-        metadata={"help": "'digits' (embedded), 'imagefolder', or a hub dataset id such as 'beans'"},
+        metadata={
+            "help": "'digits' (embedded), 'imagefolder', or a hub dataset id such as 'beans'"
+        },
     )
     data_dir: str | None = field(default=None, metadata={"help": "folder for 'imagefolder'"})
     image_column: str = "image"
@@ -33,7 +37,15 @@ class DataArguments:
     hflip: float = field(default=0.0, metadata={"help": "horizontal flip probability"})
     crop_scale: float = field(default=0.6, metadata={"help": "smallest random-resized-crop area"})
     num_workers: int = 0
-    max_train_samples: int | None = None
+    max_train_samples: int = field(
+        default=0, metadata={"help": "use only N training images (0: all)"}
+    )
+    classes: list[str] | None = field(
+        default=None, metadata={"help": "keep only these classes, relabelled in this order (5 6 7)"}
+    )
+    train_per_class: int | None = field(
+        default=None, metadata={"help": "keep N training examples of each class (few-shot)"}
+    )
 
 
 @dataclass
@@ -50,13 +62,41 @@ class ModelArguments:
         default=1.0, metadata={"help": "backbone LR = learning_rate x this (finetune)"}
     )
     drop_rate: float = 0.0
+    strategy: str = field(
+        default="manual",
+        metadata={"help": "manual (use mode) or auto (measure the data, then choose the mode)"},
+    )
+    freeze_stages: int = field(
+        default=0, metadata={"help": "finetune: keep the stem and first K feature stages frozen"}
+    )
+    probe_epochs: int = field(
+        default=0, metadata={"help": "finetune: first train the head alone for N epochs (LP-FT)"}
+    )
+    cached_features: bool = field(
+        default=True,
+        metadata={"help": "linear_probe: run the frozen backbone once and cache its features"},
+    )
+    probe_solver: str = field(
+        default="auto", metadata={"help": "linear_probe: lbfgs (full batch), sgd or auto"}
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "cached features (default ~/.cache/recipes/features)"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("strategy", self.strategy, ("manual", "auto"))
+        _check_choice("probe_solver", self.probe_solver, ("auto", "lbfgs", "sgd"))
+        if self.freeze_stages < 0 or self.probe_epochs < 0:
+            raise RecipeError("freeze_stages and probe_epochs must be 0 or more")
 
 
 @dataclass
 class TrainingArguments:
     """How the one training loop runs: optimisation, schedule, precision, tracking, saving."""
 
-    output_dir: str | None = field(default=None, metadata={"help": "run folder (default runs/NAME)"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "run folder (default runs/NAME)"}
+    )
     run_name: str | None = None
     overwrite_output_dir: bool = False
     resume_from_checkpoint: str | None = field(
@@ -72,10 +112,10 @@ class TrainingArguments:
     weight_decay: float = 0.05
     momentum: float = 0.9
     label_smoothing: float = 0.0
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip gradients (0: off)"})
     lr_scheduler: str = field(default="cosine", metadata={"help": "see `recipes schedules`"})
-    scheduler_kwargs: dict | str = field(
-        default_factory=dict, metadata={"help": "JSON, e.g. {\"milestones\": [5, 8]} (epochs)"}
+    scheduler_kwargs: dict | str | None = field(
+        default=None, metadata={"help": 'JSON, e.g. {"milestones": [5, 8]} (epochs)'}
     )
     warmup_epochs: float = 0.0
     warmup_steps: int = 0
@@ -84,15 +124,34 @@ class TrainingArguments:
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
     channels_last: bool = False
     logging_steps: int = 10
-    save_steps: int | None = field(default=None, metadata={"help": "also checkpoint every N steps"})
+    save_steps: int = field(default=0, metadata={"help": "also checkpoint every N steps (0: off)"})
     save_total_limit: int = 2
     report_to: str = field(default="wandb", metadata={"help": "none, wandb or tensorboard"})
     project: str = "training-recipes"
     wandb_group: str | None = None
-    ema_decay: float | None = None
-    snapshot_ensemble: bool = False
+    ema_decay: float = field(default=0.0, metadata={"help": "EMA of the weights (0: off)"})
+    snapshot_ensemble: bool = field(
+        default=False,
+        metadata={"help": "save snapshots/step_N at each cycle's end (cosine_with_restarts)"},
+    )
+    parallel: str = field(
+        default="data",
+        metadata={"help": "data (Accelerate) or pipeline (DeepSpeed stages x replicas)"},
+    )
+    pipeline_stages: int = field(
+        default=2, metadata={"help": "pipeline: stages the model is split into"}
+    )
+    micro_batches: int = field(
+        default=4, metadata={"help": "pipeline: micro-batches per replica batch (smaller bubble)"}
+    )
+    partition: str = field(
+        default="parameters",
+        metadata={"help": "pipeline: balance stages by parameters or uniform layers"},
+    )
 
     def __post_init__(self) -> None:
+        if self.scheduler_kwargs in (None, "none", "None"):
+            self.scheduler_kwargs = {}
         if isinstance(self.scheduler_kwargs, str):
             self.scheduler_kwargs = _parse_json("scheduler_kwargs", self.scheduler_kwargs)
         if self.resume_from_checkpoint in ("none", "None", ""):
@@ -100,10 +159,22 @@ class TrainingArguments:
         _check_choice("scale_lr", self.scale_lr, ("none", "linear", "sqrt"))
         _check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
         _check_choice("report_to", self.report_to, ("none", "wandb", "tensorboard"))
+        _check_choice("parallel", self.parallel, ("data", "pipeline"))
+        _check_choice("partition", self.partition, ("parameters", "uniform"))
+        if self.pipeline_stages < 1 or self.micro_batches < 1:
+            raise RecipeError("pipeline_stages and micro_batches must be at least 1")
         if self.num_epochs <= 0 or self.per_device_train_batch_size <= 0:
             raise RecipeError("num_epochs and per_device_train_batch_size must be positive")
         if self.gradient_accumulation_steps < 1:
             raise RecipeError("gradient_accumulation_steps must be at least 1")
+        if not 0 <= self.ema_decay < 1:
+            raise RecipeError(f"ema_decay {self.ema_decay} must be in [0, 1) (0: off), e.g. 0.999")
+        cycles = int(self.scheduler_kwargs.get("num_cycles", 1))
+        if self.snapshot_ensemble and (self.lr_scheduler != "cosine_with_restarts" or cycles < 2):
+            raise RecipeError(
+                "snapshot_ensemble needs lr_scheduler: cosine_with_restarts and "
+                "scheduler_kwargs: {num_cycles: 2 or more} (one snapshot per cycle)"
+            )
 
 
 @dataclass
@@ -115,6 +186,7 @@ class RecipeConfig:
     training: TrainingArguments = field(default_factory=TrainingArguments)
 
     def __post_init__(self) -> None:
+        check_names(self)
         _check_choice("mode", self.model.mode, ("scratch", "linear_probe", "finetune"))
         if self.model.mode != "scratch" and not (self.model.pretrained or self.model.checkpoint):
             raise RecipeError(
@@ -134,6 +206,21 @@ class RecipeConfig:
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingArguments)
 FIELD_NAMES = sorted(f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls))
+DEFAULTS = {f.name: f.default for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+
+
+def check_names(config: RecipeConfig) -> None:
+    """Unknown model, optimizer or scheduler names fail here, before any work starts."""
+    from timm.optim import list_optimizers
+
+    from recipes.models import check_model_name
+    from recipes.schedules import SCHEDULERS, list_schedulers, unknown_name
+
+    check_model_name(config.model.model_name)
+    if config.training.optimizer not in list_optimizers():
+        raise unknown_name("optimizer", config.training.optimizer, list_optimizers())
+    if config.training.lr_scheduler not in SCHEDULERS:
+        raise unknown_name("scheduler", config.training.lr_scheduler, list_schedulers())
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -145,7 +232,10 @@ def _parse_json(key: str, text: str) -> dict:
     try:
         value = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as err:
-        raise RecipeError(f"{key}: not valid JSON ({err.msg}): {text!r}") from None
+        try:  # `wandb agent` passes a nested sweep parameter as a Python dict literal
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise RecipeError(f"{key}: not valid JSON ({err.msg}): {text!r}") from None
     if not isinstance(value, dict):
         raise RecipeError(f"{key}: expected a JSON object, got {text!r}")
     return value
@@ -156,7 +246,9 @@ def check_keys(keys: list[str]) -> None:
     for key in keys:
         if key not in FIELD_NAMES:
             close = difflib.get_close_matches(key, FIELD_NAMES, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see `recipes train --help`"
+            hint = (
+                f"; did you mean {', '.join(close)}?" if close else "; see `recipes train --help`"
+            )
             raise RecipeError(f"unknown argument {key!r}{hint}")
 
 
@@ -181,6 +273,8 @@ def to_argv(values: dict[str, Any]) -> list[str]:
     """Turn recipe values into `--key value` arguments, so both sources share one parser."""
     argv: list[str] = []
     for key, value in values.items():
+        if value is None and DEFAULTS.get(key) is None:
+            continue
         if value is None:
             argv += [f"--{key}", "none"]
         elif isinstance(value, dict):
@@ -197,8 +291,12 @@ def _unknown_options(rest: list[str]) -> list[str]:
 
 
 def _none_strings(obj: Any) -> None:
+    """`--checkpoint none` (or YAML null) clears an optional text field."""
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        if getattr(obj, f.name) in ("none", "None") and "None" in str(f.type):
+        if getattr(obj, f.name) in ("none", "None") and type(None) in typing.get_args(
+            hints[f.name]
+        ):
             setattr(obj, f.name, None)
 
 
@@ -208,12 +306,14 @@ def _raise(message: str) -> None:
 
 def build_parser() -> HfArgumentParser:
     """The one argument parser; its errors become one-line `RecipeError`s."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES, prog="recipes train")
+    parser = HfArgumentParser(ARGUMENT_CLASSES, prog="recipes train", allow_abbrev=False)
     parser.error = _raise
     return parser
 
 
-def parse_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
+def parse_config(
+    recipe: str | Path | None = None, overrides: list[str] | None = None
+) -> RecipeConfig:
     """Build the config: defaults in code, then the recipe file, then `--key value` overrides."""
     argv = to_argv(read_recipe(recipe)) if recipe else []
     overrides = list(overrides or [])

@@ -1,11 +1,10 @@
-"""Image classification data: the embedded digits, image folders and hub datasets, timm transforms."""
+"""Image data: the embedded digits, image folders and hub datasets, with timm transforms."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-
-import io
 
 import numpy as np
 import torch
@@ -92,7 +91,9 @@ def load_image_folder(data_dir: str) -> DatasetDict:
     """An `imagefolder` dataset (one sub-folder per class), with clear errors for bad folders."""
     folder = Path(data_dir)
     if not folder.is_dir():
-        raise RecipeError(f"image folder not found: {folder}; set data_dir to a folder of class folders")
+        raise RecipeError(
+            f"image folder not found: {folder}; set data_dir to a folder of class folders"
+        )
     try:
         return load_dataset("imagefolder", data_dir=str(folder))
     except Exception as err:
@@ -109,7 +110,9 @@ def load_hub_dataset(name: str) -> DatasetDict:
     try:
         return load_dataset(name)
     except Exception as err:
-        raise RecipeError(f"could not load dataset {name!r} ({type(err).__name__}); {fix}") from None
+        raise RecipeError(
+            f"could not load dataset {name!r} ({type(err).__name__}); {fix}"
+        ) from None
 
 
 def load_image_data(args: DataArguments) -> ImageData:
@@ -126,11 +129,42 @@ def load_image_data(args: DataArguments) -> ImageData:
         if args.dataset == "imagefolder":
             for split in splits.values():
                 check_images(split, image_column)
+    if args.classes:
+        splits = keep_classes(splits, label_column, [str(c) for c in args.classes])
+    if args.train_per_class:
+        splits["train"] = take_per_class(splits["train"], label_column, args.train_per_class)
     if args.max_train_samples:
         train = splits["train"].shuffle(seed=SPLIT_SEED)
         splits["train"] = train.select(range(min(args.max_train_samples, len(train))))
     label_names = splits["train"].features[label_column].names
     return ImageData(splits, label_names, image_column, label_column)
+
+
+def keep_classes(splits: DatasetDict, label_column: str, classes: list[str]) -> DatasetDict:
+    """Only the named classes, relabelled 0..k-1 in the order given (source/target tasks)."""
+    names = splits["train"].features[label_column].names
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        known = ", ".join(names)
+        raise RecipeError(f"classes {', '.join(unknown)} not in the data; its classes: {known}")
+    keep = {names.index(c) for c in classes}
+    mapping = {c: i for i, c in enumerate(classes)}
+    return DatasetDict(
+        {
+            name: split.filter(
+                lambda ys: [y in keep for y in ys], batched=True, input_columns=label_column
+            ).align_labels_with_mapping(mapping, label_column)
+            for name, split in splits.items()
+        }
+    )
+
+
+def take_per_class(train: Dataset, label_column: str, count: int) -> Dataset:
+    """The first `count` examples of each class after a fixed shuffle: a few-shot train split."""
+    labels = np.array(train[label_column])
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
+    picked = [i for c in np.unique(labels) for i in order[labels[order] == c][:count]]
+    return train.select(sorted(picked))
 
 
 def _check_columns(split: Dataset, image_column: str, label_column: str) -> None:
@@ -176,13 +210,15 @@ class TransformedImages(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]):
         rows = self.split[indices]
         images, labels = rows[self.image_column], rows[self.label_column]
-        return [(self.transform(im.convert("RGB")), y) for im, y in zip(images, labels, strict=True)]
+        return [
+            (self.transform(im.convert("RGB")), y) for im, y in zip(images, labels, strict=True)
+        ]
 
 
 def make_loader(
     data: ImageData, split: str, transform, batch_size: int, shuffle: bool, num_workers: int = 0
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over one split; workers stay alive between epochs."""
+    """A DataLoader over one split; its own generator leaves the augmentation RNG to resume."""
     dataset = TransformedImages(data.splits[split], transform, data.image_column, data.label_column)
     return torch.utils.data.DataLoader(
         dataset,
@@ -191,4 +227,5 @@ def make_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         drop_last=False,
+        generator=torch.Generator().manual_seed(0),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, skip_first_batches
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from timm.data import resolve_data_config
 from timm.utils import ModelEmaV3
@@ -21,6 +22,7 @@ from recipes.config import RecipeConfig
 from recipes.data import ImageData, build_transforms, load_image_data, make_loader
 from recipes.errors import RecipeError
 from recipes.models import create_model, save_model, train_mode
+from recipes.parallel import check_gpu_request, device_kwargs
 from recipes.schedules import build_optimizer, build_scheduler, epochs_to_steps, scale_learning_rate
 from recipes.tracking import tracker_setup
 
@@ -50,8 +52,11 @@ def build_setup(config: RecipeConfig) -> Setup:
 def make_accelerator(config: RecipeConfig, log_with: list[str], run_dir: Path) -> Accelerator:
     """Accelerate on GPU when there is one, CPU (gloo) otherwise; refuse a silent single process."""
     t = config.training
+    AcceleratorState._reset_state()  # each run sets its own precision, also in one process
+    GradientState._reset_state()
+    check_gpu_request()
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
+        **device_kwargs(),
         mixed_precision=t.mixed_precision,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,
@@ -82,7 +87,10 @@ def evaluate(model, loader, accelerator: Accelerator, channels_last: bool = Fals
             loss, hit = accelerator.gather_for_metrics((loss, logits.argmax(-1) == labels))
             losses.append(loss)
             hits.append(hit)
-    return {"loss": torch.cat(losses).mean().item(), "accuracy": torch.cat(hits).float().mean().item()}
+    return {
+        "loss": torch.cat(losses).mean().item(),
+        "accuracy": torch.cat(hits).float().mean().item(),
+    }
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep: int) -> None:
@@ -95,12 +103,13 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep: 
     accelerator.wait_for_everyone()
 
 
-def snapshot_steps(config: RecipeConfig, total_steps: int) -> set[int]:
-    """End of each cosine-with-restarts cycle, where a snapshot-ensemble member is saved."""
+def snapshot_steps(config: RecipeConfig, total_steps: int, warmup_steps: int = 0) -> set[int]:
+    """Last update of each cosine-with-restarts cycle (cycles follow the warmup): a snapshot."""
     if not config.training.snapshot_ensemble:
         return set()
     cycles = int(config.training.scheduler_kwargs.get("num_cycles", 1))
-    return {round(total_steps * (k + 1) / cycles) for k in range(cycles)}
+    span = total_steps - warmup_steps
+    return {warmup_steps + -(-span * (k + 1) // cycles) for k in range(cycles)}
 
 
 def planned_steps(config: RecipeConfig, batches_per_epoch: int, accelerator: Accelerator) -> dict:
@@ -109,7 +118,9 @@ def planned_steps(config: RecipeConfig, batches_per_epoch: int, accelerator: Acc
     per_epoch = math.ceil(batches_per_epoch / t.gradient_accumulation_steps)
     total = int(t.num_epochs * per_epoch)
     warmup = t.warmup_steps or round(t.warmup_epochs * per_epoch)
-    global_batch = t.per_device_train_batch_size * accelerator.num_processes * t.gradient_accumulation_steps
+    global_batch = (
+        t.per_device_train_batch_size * accelerator.num_processes * t.gradient_accumulation_steps
+    )
     lr = scale_learning_rate(t.learning_rate, global_batch, t.base_batch_size, t.scale_lr)
     return dict(per_epoch=per_epoch, total=total, warmup=warmup, global_batch=global_batch, lr=lr)
 
@@ -143,7 +154,9 @@ def check_finite(loss: float, step: int, run_dir: Path) -> None:
         )
 
 
-def log_step(accelerator: Accelerator, sums, scheduler, state: dict, epoch_pos: float, run_dir) -> float:
+def log_step(
+    accelerator: Accelerator, sums, scheduler, state: dict, epoch_pos: float, run_dir
+) -> float:
     """Loss since the last log, averaged over all processes, to the tracker and steps.jsonl."""
     loss_sum, _, count = accelerator.reduce(sums, "sum").tolist()
     record = {"step": state["step"], "epoch": epoch_pos, "lr": scheduler.get_last_lr()[0]}
@@ -158,7 +171,10 @@ def log_step(accelerator: Accelerator, sums, scheduler, state: dict, epoch_pos: 
 def epoch_metrics(accelerator: Accelerator, model, loader, sums, ema, channels_last: bool) -> dict:
     """Training loss/accuracy of the epoch, validation of the weights and of their EMA."""
     loss_sum, correct, count = accelerator.reduce(sums, "sum").tolist()
-    metrics = {"train_loss": loss_sum / max(count, 1.0), "train_accuracy": correct / max(count, 1.0)}
+    metrics = {
+        "train_loss": loss_sum / max(count, 1.0),
+        "train_accuracy": correct / max(count, 1.0),
+    }
     val = evaluate(model, loader, accelerator, channels_last)
     metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
     if ema is not None:
@@ -167,7 +183,9 @@ def epoch_metrics(accelerator: Accelerator, model, loader, sums, ema, channels_l
     return metrics
 
 
-def stop_requested(accelerator: Accelerator, hook: EpochHook | None, epoch: int, record: dict) -> bool:
+def stop_requested(
+    accelerator: Accelerator, hook: EpochHook | None, epoch: int, record: dict
+) -> bool:
     """Ask the hook on the main process and share its answer with every process."""
     if hook is None:
         return False
@@ -175,20 +193,38 @@ def stop_requested(accelerator: Accelerator, hook: EpochHook | None, epoch: int,
     return bool(accelerator.reduce(flag.to(accelerator.device), "sum").item())
 
 
-def finish(accelerator, config, setup: Setup, model, ema, run_dir: Path, state: dict, stopped: bool) -> dict:
-    """Save the last (and EMA) model, the learning curves and results.json."""
-    from recipes.curves import plot_curves
+def replica_spread(accelerator: Accelerator, model: torch.nn.Module) -> float:
+    """Largest difference of per-tensor weight sums between ranks: 0 when replicas agree."""
+    sums = torch.stack([p.detach().float().sum() for p in model.parameters()])
+    gathered = accelerator.gather(sums[None].to(accelerator.device)).view(
+        accelerator.num_processes, -1
+    )
+    return (gathered - gathered[0]).abs().max().item()
+
+
+def finish(
+    accelerator, config, setup: Setup, model, ema, run_dir: Path, state: dict, stopped: bool
+) -> dict:
+    """Save the last (and EMA) model, the learning curves (diagnosed) and results.json."""
+    from recipes.curves import diagnose, format_findings, load_history, plot_curves
 
     accelerator.wait_for_everyone()
     history = runs.read_jsonl(run_dir / runs.EPOCHS_FILE)
     results = {
         "run_dir": str(run_dir),
+        "num_processes": accelerator.num_processes,
+        "replica_spread": replica_spread(accelerator, model),
+        "train_examples": len(setup.data.splits["train"]),
         "steps": state["step"],
         "epochs": state["epoch"],
         "stopped_early": stopped,
         "best_val_accuracy": state["best_accuracy"],
         "best_epoch": state["best_epoch"],
-        **{k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("val_", "ema_val_", "train_"))},
+        **{
+            k: v
+            for k, v in (history[-1] if history else {}).items()
+            if k.startswith(("val_", "ema_val_", "train_"))
+        },
     }
     if accelerator.is_main_process:
         save_model(model, run_dir / "model", setup.data.label_names, setup.data_config)
@@ -196,6 +232,7 @@ def finish(accelerator, config, setup: Setup, model, ema, run_dir: Path, state: 
             save_model(ema.module, run_dir / "ema_model", setup.data.label_names, setup.data_config)
         if history:
             plot_curves(run_dir, run_dir / "curves.png")
+            print(format_findings(diagnose(load_history(run_dir))))
         runs.write_json(run_dir / runs.RESULTS_FILE, results)
     accelerator.end_training()
     return results
@@ -217,11 +254,20 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         model = model.to(memory_format=torch.channels_last)
     train_tf, eval_tf = build_transforms(config.data, setup.data_config)
     workers = config.data.num_workers
-    train_loader = make_loader(data, "train", train_tf, t.per_device_train_batch_size, True, workers)
-    val_loader = make_loader(data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers)
-    ema = ModelEmaV3(model, decay=t.ema_decay) if t.ema_decay else None
+    train_loader = make_loader(
+        data, "train", train_tf, t.per_device_train_batch_size, True, workers
+    )
+    val_loader = make_loader(
+        data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers
+    )
+    ema = ModelEmaV3(model.to(accelerator.device), t.ema_decay) if t.ema_decay else None
     optimizer = build_optimizer(
-        model, t.optimizer, t.learning_rate, t.weight_decay, t.momentum, config.model.backbone_lr_scale
+        model,
+        t.optimizer,
+        t.learning_rate,
+        t.weight_decay,
+        t.momentum,
+        config.model.backbone_lr_scale,
     )
     model, optimizer, train_loader, val_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader
@@ -245,10 +291,12 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         + (f", resumed at step {state['step']}" if resume else "")
         + (f"; {tracker_note}" if tracker_note else "")
     )
-    snapshots = snapshot_steps(config, plan["total"])
+    snapshots = snapshot_steps(config, plan["total"], plan["warmup"])
     unwrapped = accelerator.unwrap_model(model)
     main = accelerator.is_main_process
-    bar = tqdm(total=plan["total"], initial=state["step"], disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        total=plan["total"], initial=state["step"], disable=not accelerator.is_local_main_process
+    )
     start, stopped = time.perf_counter(), False
     for epoch in range(state["epoch"], t.num_epochs):
         train_mode(model)
@@ -282,14 +330,21 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         metrics = epoch_metrics(accelerator, model, val_loader, epoch_sums, ema, t.channels_last)
         check_finite(metrics["train_loss"], state["step"], run_dir)
         state.update(epoch=epoch + 1, batch_in_epoch=0)
-        record = {"epoch": epoch + 1, "step": state["step"], "lr": scheduler.get_last_lr()[0], **metrics}
+        record = {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "lr": scheduler.get_last_lr()[0],
+            **metrics,
+        }
         accelerator.log(record, step=state["step"])
         if metrics["val_accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=metrics["val_accuracy"], best_epoch=epoch + 1)
             if main:
                 save_model(unwrapped, run_dir / "best_model", data.label_names, setup.data_config)
         if main:
-            runs.append_jsonl(run_dir / runs.EPOCHS_FILE, {**record, "seconds": time.perf_counter() - start})
+            runs.append_jsonl(
+                run_dir / runs.EPOCHS_FILE, {**record, "seconds": time.perf_counter() - start}
+            )
         save_checkpoint(accelerator, run_dir, state, t.save_total_limit)
         stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
         if stopped:

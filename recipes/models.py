@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from pathlib import Path
@@ -31,7 +32,9 @@ def weights_file(checkpoint: str | Path) -> Path:
     if path.is_dir():
         path = path / WEIGHTS_FILE
     if not path.is_file():
-        raise RecipeError(f"checkpoint not found: {checkpoint}; give a .safetensors/.pth file or a saved folder")
+        raise RecipeError(
+            f"checkpoint not found: {checkpoint}; give a .safetensors/.pth file or a saved folder"
+        )
     return path
 
 
@@ -42,10 +45,12 @@ def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             from safetensors import safe_open
 
             with safe_open(str(path), "pt") as f:
-                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
-        raise RecipeError(f"cannot read checkpoint {path} ({type(err).__name__}); is it corrupt?") from None
+        raise RecipeError(
+            f"cannot read checkpoint {path} ({type(err).__name__}); is it corrupt?"
+        ) from None
     state = state.get("state_dict", state.get("model", state))
     return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
 
@@ -72,7 +77,8 @@ def check_shapes(model: torch.nn.Module, shapes: dict, path: Path, head: str) ->
         key = (wrong or missing)[0]
         found = shapes.get(key, "absent")
         raise RecipeError(
-            f"checkpoint {path} does not match {type(model).__name__}: {len(missing)} weights missing, "
+            f"checkpoint {path} does not match {type(model).__name__}: "
+            f"{len(missing)} weights missing, "
             f"{len(wrong)} of other shape (e.g. {key}: {found} vs {body[key]}); "
             "use a checkpoint of the same model_name"
         )
@@ -97,6 +103,18 @@ def load_local(name: str, checkpoint: str, num_classes: int, **kwargs) -> torch.
     )
 
 
+def load_from_hub(name: str, num_classes: int, **kwargs) -> torch.nn.Module:
+    """Hub weights, from the local cache when offline; a clear line instead of a retry loop."""
+    fix = "set checkpoint: PATH to a local .safetensors/.pth file or saved folder"
+    require_hub(f"weights of {name}", fix)
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    except (OSError, RuntimeError) as err:
+        raise RecipeError(
+            f"weights of {name} could not be fetched ({type(err).__name__}); {fix}"
+        ) from None
+
+
 def create_model(args: ModelArguments, num_classes: int) -> torch.nn.Module:
     """The configured timm model with `num_classes` outputs, frozen as its mode asks."""
     check_model_name(args.model_name)
@@ -104,12 +122,13 @@ def create_model(args: ModelArguments, num_classes: int) -> torch.nn.Module:
     if args.checkpoint:
         model = load_local(args.model_name, args.checkpoint, num_classes, **kwargs)
     elif args.pretrained:
-        require_hub(f"weights of {args.model_name}", "set checkpoint: PATH to a local weight file")
-        model = timm.create_model(args.model_name, pretrained=True, num_classes=num_classes, **kwargs)
+        model = load_from_hub(args.model_name, num_classes, **kwargs)
     else:
         model = timm.create_model(args.model_name, num_classes=num_classes, **kwargs)
     if args.mode == "linear_probe":
         freeze_backbone(model)
+    elif args.freeze_stages:
+        freeze_stages(model, args.freeze_stages)
     return model
 
 
@@ -118,6 +137,31 @@ def freeze_backbone(model: torch.nn.Module) -> None:
     head = {id(p) for p in model.get_classifier().parameters()}
     for param in model.parameters():
         param.requires_grad_(id(param) in head)
+
+
+def stage_names(model: torch.nn.Module) -> list[str]:
+    """The feature stages timm numbers for `features_only` and `forward_intermediates`."""
+    return [info["module"] for info in getattr(model, "feature_info", None) or []]
+
+
+def freeze_stages(model: torch.nn.Module, count: int) -> None:
+    """Freeze everything up to the end of feature stage `count` (stem included)."""
+    stages = stage_names(model)
+    if count <= 0:
+        return
+    if count > len(stages):
+        raise RecipeError(
+            f"{type(model).__name__} has {len(stages)} feature stages "
+            f"({', '.join(stages) or 'none'}); freeze_stages {count} is too many: use 0 to {len(stages)}"
+        )
+    modules = [name for name, _ in model.named_modules()]
+    last = stages[count - 1]
+    start = modules.index(last)
+    inside = lambda name: name == last or name.startswith(last + ".")  # noqa: E731
+    end = next((i for i in range(start, len(modules)) if not inside(modules[i])), len(modules))
+    frozen = set(modules[:end])
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.rpartition(".")[0] not in frozen)
 
 
 def train_mode(model: torch.nn.Module) -> None:
@@ -134,6 +178,8 @@ def save_model(
 ) -> Path:
     """config.json + model.safetensors that timm, transformers and `pipeline` all load."""
     directory.mkdir(parents=True, exist_ok=True)
+    if any(not t.is_contiguous() for t in model.state_dict().values()):  # channels_last
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     save_for_hf(
         model,
         str(directory),

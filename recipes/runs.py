@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ EPOCHS_FILE = "epochs.jsonl"
 RESULTS_FILE = "results.json"
 # Keys that may change between a run and its resumption without making it another run.
 RESUMABLE_KEYS = {
+    "output_dir",
     "resume_from_checkpoint",
     "overwrite_output_dir",
     "report_to",
@@ -36,7 +38,10 @@ def run_name(config: RecipeConfig) -> str:
 
 
 def run_dir(config: RecipeConfig) -> Path:
-    return Path(config.training.output_dir or Path("runs") / run_name(config))
+    """The output_dir, else runs/NAME; under `wandb agent` each sweep run gets its own folder."""
+    sweep, run = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
+    default = Path("runs") / (f"sweep-{sweep}/{run}" if sweep and run else run_name(config))
+    return Path(config.training.output_dir or default)
 
 
 def differing_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -55,7 +60,8 @@ def open_run_dir(config: RecipeConfig, is_main: bool) -> Path:
         changed = differing_keys(saved, config.to_dict())
         if changed:
             raise RecipeError(
-                f"run folder {path} was made by a different recipe ({', '.join(changed[:4])} differ); "
+                f"run folder {path} was made by a different recipe "
+                f"({', '.join(changed[:4])} differ); "
                 "set --output_dir to a new folder or --overwrite_output_dir true"
             )
     if is_main:

@@ -56,7 +56,9 @@ def step_decay_factor(
 def step_milestones(name: str, num_training_steps: int, kwargs: dict) -> tuple[int, ...]:
     if name == "multistep":
         if "milestones" not in kwargs:
-            raise RecipeError("multistep needs scheduler_kwargs milestones, e.g. {\"milestones\": [30, 60]}")
+            raise RecipeError(
+                'multistep needs scheduler_kwargs milestones, e.g. {"milestones": [30, 60]}'
+            )
         return tuple(sorted(int(m) for m in kwargs["milestones"]))
     size = int(kwargs.get("step_size", max(1, num_training_steps // 3)))
     if size < 1:
@@ -93,8 +95,8 @@ def build_scheduler(
             num_training_steps=num_training_steps,
             scheduler_specific_kwargs=kwargs,
         )
-    except TypeError as err:
-        raise RecipeError(f"scheduler {name}: bad scheduler_kwargs {kwargs} ({err})") from None
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{name}: bad scheduler_kwargs {kwargs} ({err})") from None
 
 
 def epochs_to_steps(kwargs: dict, steps_per_epoch: int) -> dict:
@@ -130,7 +132,9 @@ def build_optimizer(
     groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
     if backbone_lr_scale != 1.0:
         groups = split_head_groups(model, groups, lr, backbone_lr_scale)
-    return create_optimizer_v2(groups, opt=name, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    return create_optimizer_v2(
+        groups, opt=name, lr=lr, weight_decay=weight_decay, momentum=momentum
+    )
 
 
 def split_head_groups(model, groups: list[dict], lr: float, scale: float) -> list[dict]:
@@ -168,7 +172,9 @@ PLOT_KWARGS = {
 }
 
 
-def plot_schedules(out_dir: str | Path, total_steps: int = 1000, warmup_steps: int = 50) -> list[Path]:
+def plot_schedules(
+    out_dir: str | Path, total_steps: int = 1000, warmup_steps: int = 50
+) -> list[Path]:
     """One PNG per family, like the lecture's LR-decay figures, plus one with the five together."""
     import matplotlib
 
@@ -177,12 +183,16 @@ def plot_schedules(out_dir: str | Path, total_steps: int = 1000, warmup_steps: i
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    curves = {n: lr_curve(n, total_steps, warmup_steps, **PLOT_KWARGS.get(n, {})) for n in SCHEDULERS}
+    curves = {
+        n: lr_curve(n, total_steps, warmup_steps, **PLOT_KWARGS.get(n, {})) for n in SCHEDULERS
+    }
     paths = []
     for name, values in curves.items():
         fig, ax = plt.subplots(figsize=(4, 3))
         ax.plot(values)
-        ax.set(title=f"{name} (warmup {warmup_steps})", xlabel="optimizer step", ylabel="LR / peak LR")
+        ax.set(
+            title=f"{name} (warmup {warmup_steps})", xlabel="optimizer step", ylabel="LR / peak LR"
+        )
         fig.tight_layout()
         paths.append(out / f"lr_{name}.png")
         fig.savefig(paths[-1], dpi=100)

@@ -25,3 +25,28 @@ FAST = ["--report_to", "none", "--model_name", "test_convnext", "--num_epochs", 
 def fast_args(tmp_path: Path) -> list[str]:
     """Command-line overrides for a one-epoch run of a tiny model into a fresh folder."""
     return [*FAST, "--output_dir", str(tmp_path / "run")]
+
+
+def run_cli(*args: str, timeout: float = 300, launcher: list[str] | None = None, cwd=None):
+    """`python -m recipes ...` (or under a launcher) in its own process group, killed on timeout."""
+    import signal
+    import subprocess
+
+    command = [*(launcher or [PYTHON]), "-m", "recipes", *args]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd or ROOT,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"timed out after {timeout}s: {' '.join(command)}\n{err[-3000:]}"
+        ) from None
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
