@@ -115,12 +115,25 @@ def load_from_hub(name: str, num_classes: int, **kwargs) -> torch.nn.Module:
         ) from None
 
 
-def create_model(args: ModelArguments, num_classes: int) -> torch.nn.Module:
-    """The configured timm model with `num_classes` outputs, frozen as its mode asks."""
+def saved_label_names(checkpoint: str | Path) -> list[str] | None:
+    config = Path(checkpoint) / "config.json"
+    return json.loads(config.read_text()).get("label_names") if config.is_file() else None
+
+
+def create_model(
+    args: ModelArguments, num_classes: int, label_names: list[str] | None = None
+) -> torch.nn.Module:
+    """The configured timm model with `num_classes` outputs, frozen as its mode asks.
+
+    A saved head is kept only for the same classes: other label names get a new head.
+    """
     check_model_name(args.model_name)
     kwargs = dict(drop_rate=args.drop_rate)
     if args.checkpoint:
         model = load_local(args.model_name, args.checkpoint, num_classes, **kwargs)
+        saved = saved_label_names(args.checkpoint)
+        if label_names is not None and saved is not None and list(saved) != list(label_names):
+            model.reset_classifier(num_classes)
     elif args.pretrained:
         model = load_from_hub(args.model_name, num_classes, **kwargs)
     else:

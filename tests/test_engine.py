@@ -15,7 +15,7 @@ from recipes.cli import main
 from recipes.config import parse_config
 from recipes.engine import train
 from recipes.errors import RecipeError
-from tests.conftest import FAST, ROOT, run_cli
+from tests.conftest import FAST, PYTHON, ROOT, run_cli
 
 SMALL = [
     "--max_train_samples",
@@ -179,4 +179,12 @@ def test_mismatched_checkpoint_from_the_shell(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "is a test_convnext, not a test_resnet" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_world_size_without_a_launcher_is_refused(tmp_path: Path) -> None:
+    env_args = ["env", "WORLD_SIZE=2", "RANK=0", "LOCAL_RANK=0"]
+    proc = run_cli("train", *FAST, "--output_dir", str(tmp_path / "run"), launcher=[*env_args, PYTHON])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: WORLD_SIZE is 2") and "accelerate launch" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -120,3 +120,12 @@ def test_linear_probe_trains_only_the_head_and_keeps_batchnorm_fixed() -> None:
     before = norms[0].running_mean.clone()
     model(torch.randn(4, 3, 32, 32) * 5 + 3)
     torch.testing.assert_close(norms[0].running_mean, before)
+
+
+def test_saved_head_is_kept_only_for_the_same_classes(saved) -> None:
+    model, directory = saved
+    args = ModelArguments(model_name="test_convnext", checkpoint=str(directory), mode="finetune")
+    same = create_model(args, 4, LABELS).state_dict()["head.fc.weight"]
+    other = create_model(args, 4, ["a", "b", "c", "d"]).state_dict()["head.fc.weight"]
+    torch.testing.assert_close(same, model.state_dict()["head.fc.weight"])
+    assert not torch.allclose(other, model.state_dict()["head.fc.weight"])

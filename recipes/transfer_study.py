@@ -1,0 +1,284 @@
+"""The transfer study (methods against labels per class) and the backbone comparison."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from recipes import runs
+from recipes.config import RecipeConfig, parse_config
+from recipes.data import build_transforms, load_image_data, make_loader
+from recipes.errors import RecipeError
+from recipes.models import load_model
+
+METHODS = ("scratch", "linear_probe", "finetune", "probe_finetune")
+PROBE_EPOCHS = 10
+
+
+@torch.no_grad()
+def test_accuracy(config: RecipeConfig, model_dir: Path) -> float:
+    """Top-1 accuracy of a saved model folder on the recipe's test split (loaded like any model)."""
+    from recipes.engine import build_setup
+
+    setup = build_setup(config)
+    model = load_model(model_dir)
+    _, eval_tf = build_transforms(config.data, setup.data_config)
+    hits = [
+        (model(images).argmax(-1) == labels).float()
+        for images, labels in make_loader(setup.data, "test", eval_tf, 256, False)
+    ]
+    return torch.cat(hits).mean().item()
+
+
+def run_overrides(overrides: list[str]) -> tuple[RecipeConfig, dict]:
+    """One run through the same route as `recipes train`."""
+    from recipes.cli import run_recipe
+
+    config = parse_config(None, overrides)
+    return config, run_recipe(config)
+
+
+def method_overrides(
+    method: str, checkpoint: str, updates: int, num_train: int, batch: int
+) -> list[str]:
+    """Each method as recipe overrides; engine runs get about `updates` optimizer steps."""
+    epochs = str(max(1, math.ceil(updates / math.ceil(num_train / batch))))
+    if method == "scratch":
+        return ["--mode", "scratch", "--num_epochs", epochs]
+    if method == "linear_probe":
+        return [
+            "--mode",
+            "linear_probe",
+            "--checkpoint",
+            checkpoint,
+            "--num_epochs",
+            str(PROBE_EPOCHS),
+        ]
+    tuned = [
+        "--mode",
+        "finetune",
+        "--checkpoint",
+        checkpoint,
+        "--num_epochs",
+        epochs,
+        "--backbone_lr_scale",
+        "0.1",
+    ]
+    return tuned + (["--probe_epochs", str(PROBE_EPOCHS)] if method == "probe_finetune" else [])
+
+
+def run_study(args: argparse.Namespace) -> list[dict]:
+    """Pretrain on the source classes, then learn the target ones with each method and shots."""
+    out = Path(args.out)
+    base = [
+        "--report_to",
+        "none",
+        "--model_name",
+        args.model_name,
+        "--image_size",
+        str(args.image_size),
+        "--feature_cache_dir",
+        str(out / "features"),
+        "--overwrite_output_dir",
+        "true",
+    ]
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        source = [
+            *base,
+            "--classes",
+            *args.source,
+            "--num_epochs",
+            str(args.source_epochs),
+            "--output_dir",
+            str(out / "source"),
+        ]
+        _, results = run_overrides(source)
+        checkpoint = str(out / "source" / "best_model")
+        print(
+            f"source model: val accuracy {results['best_val_accuracy']:.3f}, classes {args.source}"
+        )
+    rows = []
+    for shots in args.shots:
+        subset = [] if shots == "all" else ["--train_per_class", shots]
+        target = [*base, "--classes", *args.target, *subset]
+        num_train = len(load_image_data(parse_config(None, target).data).splits["train"])
+        for method in METHODS:
+            folder = out / f"{method}-{shots}"
+            overrides = [
+                *target,
+                *method_overrides(method, checkpoint, args.updates, num_train, 64),
+                "--output_dir",
+                str(folder),
+            ]
+            config, results = run_overrides(overrides)
+            row = {
+                "shots": shots,
+                "method": method,
+                "val_accuracy": results["best_val_accuracy"],
+                "test_accuracy": test_accuracy(config, folder / "best_model"),
+            }
+            print(f"{shots:>4} labels/class  {method:15} test accuracy {row['test_accuracy']:.3f}")
+            rows.append(row)
+    return rows
+
+
+def study_table(rows: list[dict]) -> str:
+    """Markdown: one row per labels-per-class count, one column per method (test accuracy)."""
+    shots = list(dict.fromkeys(r["shots"] for r in rows))
+    lines = [
+        "| labels per class | " + " | ".join(METHODS) + " |",
+        "|---" * (len(METHODS) + 1) + "|",
+    ]
+    for n in shots:
+        acc = {r["method"]: r["test_accuracy"] for r in rows if r["shots"] == n}
+        lines.append(f"| {n} | " + " | ".join(f"{acc[m]:.3f}" for m in METHODS) + " |")
+    return "\n".join(lines)
+
+
+def plot_study(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shots = list(dict.fromkeys(r["shots"] for r in rows))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in METHODS:
+        acc = {r["shots"]: r["test_accuracy"] for r in rows if r["method"] == method}
+        ax.plot(range(len(shots)), [acc[n] for n in shots], "o-", label=method)
+    ax.set_xticks(range(len(shots)), shots)
+    ax.set(
+        xlabel="labels per class (target task)",
+        ylabel="test accuracy",
+        title="Transfer: source -> target",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def study_command(argv: list[str]) -> None:
+    """`recipes transfer study [--model_name M] [--shots 5 10 20 all] [--out DIR] ...`."""
+    parser = argparse.ArgumentParser(prog="recipes transfer study", description=run_study.__doc__)
+    parser.add_argument("--model_name", default="test_convnext")
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--checkpoint", help="source weights; default: pretrain on --source")
+    parser.add_argument("--source", nargs="+", default=["0", "1", "2", "3", "4"])
+    parser.add_argument("--target", nargs="+", default=["5", "6", "7", "8", "9"])
+    parser.add_argument("--shots", nargs="+", default=["5", "10", "20", "all"])
+    parser.add_argument("--source_epochs", type=int, default=20)
+    parser.add_argument("--updates", type=int, default=100, help="optimizer steps per engine run")
+    parser.add_argument("--out", default="runs/transfer-study")
+    args = parser.parse_args(argv)
+    bad = [s for s in args.shots if s != "all" and not s.isdigit()]
+    if bad:
+        raise RecipeError(f"--shots: {', '.join(bad)} is not a count; use numbers and/or 'all'")
+    rows = run_study(args)
+    out = Path(args.out)
+    runs.write_json(out / "study.json", {"rows": rows, "args": vars(args)})
+    (out / "study.md").write_text(study_table(rows) + "\n")
+    plot_study(rows, out / "study.png")
+    print(study_table(rows) + f"\ntable {out / 'study.md'}, plot {out / 'study.png'}")
+
+
+def parse_backbone(spec: str) -> tuple[str, str | None, float | None]:
+    """NAME[=CHECKPOINT][@PRETRAIN_ACCURACY]; without @ the accuracy is read from the run folder."""
+    spec, _, accuracy = spec.partition("@")
+    name, _, checkpoint = spec.partition("=")
+    try:
+        value = float(accuracy) if accuracy else None
+    except ValueError:
+        raise RecipeError(
+            f"--backbone {spec}@{accuracy}: {accuracy!r} is not an accuracy"
+        ) from None
+    if value is None and checkpoint:
+        results = Path(checkpoint).parent / runs.RESULTS_FILE
+        value = json.loads(results.read_text())["best_val_accuracy"] if results.is_file() else None
+    return name, checkpoint or None, value
+
+
+def compare_backbones(
+    recipe: str | None, overrides: list[str], specs: list[str], out: Path
+) -> list[dict]:
+    """Linear-probe every backbone on the recipe's data; pair it with its pretraining accuracy."""
+    rows = []
+    for index, spec in enumerate(specs):
+        name, checkpoint, pretrain = parse_backbone(spec)
+        weights = ["--checkpoint", checkpoint] if checkpoint else ["--pretrained", "true"]
+        folder = out / f"{index}-{name}"
+        extra = [
+            "--model_name",
+            name,
+            *weights,
+            "--mode",
+            "linear_probe",
+            "--output_dir",
+            str(folder),
+            "--overwrite_output_dir",
+            "true",
+            "--strategy",
+            "manual",
+        ]
+        config = parse_config(recipe, [*overrides, *extra])
+        from recipes.probe import run_linear_probe
+
+        results = run_linear_probe(config)
+        rows.append(
+            {
+                "backbone": spec.partition("@")[0],
+                "pretrain_accuracy": pretrain,
+                "probe_val_accuracy": results["best_val_accuracy"],
+                "probe_test_accuracy": test_accuracy(config, folder / "best_model"),
+            }
+        )
+    return rows
+
+
+def plot_compare(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for row in rows:
+        if row["pretrain_accuracy"] is not None:
+            ax.scatter(row["pretrain_accuracy"], row["probe_test_accuracy"])
+            ax.annotate(
+                row["backbone"], (row["pretrain_accuracy"], row["probe_test_accuracy"]), fontsize=7
+            )
+    ax.set(
+        xlabel="accuracy on the pretraining task",
+        ylabel="linear-probe test accuracy",
+        title="Better pretrained models transfer better?",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare_command(argv: list[str]) -> None:
+    """`recipes transfer compare-backbones [RECIPE] --backbone NAME=CKPT[@ACC] ... [--k v]`."""
+    parser = argparse.ArgumentParser(prog="recipes transfer compare-backbones")
+    parser.add_argument(
+        "--backbone", action="append", required=True, help="NAME[=CHECKPOINT][@ACCURACY]"
+    )
+    parser.add_argument("--out", default="runs/compare-backbones")
+    known, rest = parser.parse_known_args(argv)
+    recipe = rest[0] if rest and not rest[0].startswith("--") else None
+    out = Path(known.out)
+    rows = compare_backbones(recipe, rest[1:] if recipe else rest, known.backbone, out)
+    runs.write_json(out / "compare.json", {"rows": rows})
+    plot_compare(rows, out / "compare.png")
+    for row in rows:
+        pre = "n/a" if row["pretrain_accuracy"] is None else f"{row['pretrain_accuracy']:.3f}"
+        print(
+            f"{row['backbone']:40} pretraining {pre}  probe test {row['probe_test_accuracy']:.3f}"
+        )
+    print(f"plot {out / 'compare.png'}")

@@ -1,0 +1,516 @@
+"""The tuning procedure's checks: initial loss, overfit a small sample, LR range test."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch.nn.functional import cross_entropy
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from recipes.errors import RecipeError
+from recipes.models import train_mode
+from recipes.schedules import build_optimizer
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CHECKS_FILE = "checks.json"
+
+
+@dataclass
+class CheckSettings:
+    """How the checks train: the recipe's optimizer and each check's budget."""
+
+    optimizer: str = "adamw"
+    lr: float | None = None  # the LR you plan to train with: judged by the sweep, used to overfit
+    weight_decay: float = 1e-4  # the LR sweep's; the overfit check uses none
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    init_batches: int = 3
+    overfit_batches: int = 5
+    overfit_steps: int = 300
+    overfit_loss: float = 0.05  # "memorised" means 100% accuracy and a loss below this
+    sweep_steps: int = 100
+    sweep_start: float = 1e-6
+    sweep_end: float = 1.0
+    trial_lrs: tuple[float, ...] = ()  # the lecture's variant: short runs at each of these LRs
+    trial_steps: int = 100
+    drop: float = 0.2  # what "drops the loss significantly" means, as a fraction
+    seed: int = 0
+
+
+@dataclass
+class CheckResult:
+    """One check: did it pass, what it measured, what it found and what to do next."""
+
+    name: str
+    passed: bool
+    values: dict
+    finding: str
+    action: str
+    curve: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class CheckReport:
+    """All checks of one set-up; `passed` only when every check passed."""
+
+    results: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def __getitem__(self, name: str) -> CheckResult:
+        return next(r for r in self.results if r.name == name)
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """The LR range test's suggestion, else the short trials'."""
+        found = [r.values.get("suggested_lr") for r in self.results]
+        return next((lr for lr in found if lr is not None), None)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """checks.json plus a PNG for each check that has a curve."""
+        from recipes.curves import plot_check
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        checks = [asdict(r) for r in self.results]
+        (out / CHECKS_FILE).write_text(
+            json.dumps({"passed": self.passed, "checks": checks}, indent=2)
+        )
+        for result in self.results:
+            if result.curve:
+                plot_check(result, out / f"{result.name}.png")
+        return out / CHECKS_FILE
+
+    def table(self) -> str:
+        """Two lines per check: result, finding and next step; then the numbers."""
+        lines = [f"{'check':<13}{'result':<7}finding -> next step"]
+        for r in self.results:
+            lines.append(
+                f"{r.name:<13}{'pass' if r.passed else 'FAIL':<7}{r.finding} -> {r.action}"
+            )
+            numbers = (
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.values.items()
+            )
+            lines += [" " * 20 + ", ".join(numbers)] if r.values else []
+        return "\n".join(lines)
+
+
+def endless(loader: DataLoader) -> Iterator:
+    """Batches forever, epoch after epoch, without caching them as itertools.cycle does."""
+    while True:
+        yield from loader
+
+
+def first(n: int, loader: DataLoader) -> Iterator:
+    return (batch for _, batch in zip(range(n), endless(loader), strict=False))
+
+
+def regularisation_off(model: torch.nn.Module) -> None:
+    """Training mode (frozen parts stay in eval), with dropout and drop-path off."""
+    train_mode(model)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) or type(module).__name__ == "DropPath":
+            module.eval()
+
+
+def train_step(model, optimizer, loss_fn: LossFn, batch) -> tuple[float, float]:
+    """One update on one batch; returns the loss and accuracy seen before the update."""
+    device = next(model.parameters()).device
+    images, labels = batch[0].to(device), batch[1].to(device)
+    logits = model(images)
+    loss = loss_fn(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), (logits.argmax(-1) == labels).float().mean().item()
+
+
+def make_optimizer(model, s: CheckSettings, lr: float, weight_decay: float):
+    """timm's optimizer over the trainable weights; None when nothing can train."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return None
+    return build_optimizer(model, s.optimizer, lr, weight_decay, s.momentum)
+
+
+def frozen(name: str) -> CheckResult:
+    return CheckResult(
+        name,
+        False,
+        {},
+        "no weight requires grad: the network is frozen",
+        "unfreeze the model (requires_grad=True) before training",
+    )
+
+
+def initial_loss(model, loader, num_classes: int, loss_fn: LossFn, s: CheckSettings) -> CheckResult:
+    """Loss at init against ln C, which a uniform guess costs with or without label smoothing."""
+    device, expected = next(model.parameters()).device, math.log(num_classes)
+    regularisation_off(model)
+    with torch.no_grad():
+        seen = [
+            (model(x.to(device)).float(), x.float(), y.to(device))
+            for x, y in first(s.init_batches, loader)
+        ]
+    logits, images, labels = (torch.cat(part) for part in zip(*seen, strict=True))
+    if logits.ndim != 2 or logits.shape[-1] != num_classes:
+        raise RecipeError(
+            f"the model gives outputs of shape {tuple(logits.shape)} for {num_classes} classes; "
+            f"give it a head of {num_classes} outputs (timm: num_classes={num_classes})"
+        )
+    loss = loss_fn(logits, labels).item()
+    v = {
+        "loss": loss,
+        "expected": expected,
+        "logit_std": logits.std().item(),
+        "input_mean": images.mean().item(),
+        "input_std": images.std().item(),
+    }
+    probabilities = bool((logits >= 0).all()) and torch.allclose(logits.sum(-1), torch.tensor(1.0))
+    close = abs(loss - expected) <= 0.25 * expected
+    if probabilities:
+        finding = "the model outputs probabilities (rows sum to 1): softmax is applied twice"
+        action = "return logits from the model; cross-entropy applies the softmax itself"
+    elif close:
+        finding = f"loss at init {loss:.3f} is close to ln C = {expected:.3f}"
+        action = "go on: overfit a small sample"
+    elif loss < expected:
+        finding = f"loss at init {loss:.3f} is below ln C = {expected:.3f}, better than a guess"
+        action = "the loss misreads the logits (e.g. nll_loss on raw logits): use cross_entropy"
+    elif abs(v["input_mean"]) > 5 or v["input_std"] > 5:
+        stats = f"inputs have mean {v['input_mean']:.3g}, std {v['input_std']:.3g}"
+        finding = f"loss at init {loss:.3f} >> ln C = {expected:.3f}; {stats}"
+        action = "normalise the inputs (subtract the mean, divide by the std)"
+    else:
+        finding = (
+            f"loss at init {loss:.3f} >> ln C = {expected:.3f}; logit std {v['logit_std']:.3g}"
+        )
+        action = (
+            "bad initialisation: use the library's init, or scale the last layer down / zero it"
+        )
+    return CheckResult("initial_loss", close and not probabilities, v, finding, action)
+
+
+def sample_loader(train_data, batches: int, batch_size: int) -> DataLoader:
+    """The first `batches` x `batch_size` examples, read again in the same order every pass."""
+    dataset = train_data.dataset if isinstance(train_data, DataLoader) else train_data
+    needed = batches * batch_size
+    if not hasattr(dataset, "__len__"):
+        raise RecipeError("the overfit check needs a map-style Dataset (one with __len__)")
+    if len(dataset) < needed:
+        raise RecipeError(
+            f"the training data has {len(dataset)} examples but the overfit sample needs {batches} "
+            f"batches x {batch_size} = {needed}; use fewer overfit batches or a smaller batch size"
+        )
+    collate = train_data.collate_fn if isinstance(train_data, DataLoader) else None
+    return DataLoader(Subset(dataset, range(needed)), batch_size=batch_size, collate_fn=collate)
+
+
+def overfit_small_sample(
+    model, sample: DataLoader, loss_fn: LossFn, s: CheckSettings
+) -> CheckResult:
+    """Train on a few fixed batches without regularisation until 100% accuracy and a tiny loss."""
+    lr = s.lr or 1e-3
+    optimizer = make_optimizer(model, s, lr, 0.0)
+    if optimizer is None:
+        return frozen("overfit")
+    curve, labels_seen, done = {"step": [], "loss": [], "accuracy": []}, [], False
+    regularisation_off(model)
+    while not done and len(curve["step"]) * len(sample) < s.overfit_steps:
+        passes = [(*train_step(model, optimizer, loss_fn, b), b[1]) for b in sample]
+        losses, hits, labels = zip(*passes, strict=True)
+        curve["step"].append((len(curve["step"]) + 1) * len(sample))
+        curve["loss"].append(sum(losses) / len(losses))
+        curve["accuracy"].append(sum(hits) / len(hits))
+        labels_seen = labels_seen[:1] + [torch.cat(labels)]
+        done = curve["accuracy"][-1] == 1.0 and curve["loss"][-1] <= s.overfit_loss
+    v = {
+        "steps": curve["step"][-1],
+        "loss": curve["loss"][-1],
+        "accuracy": curve["accuracy"][-1],
+        "lr": lr,
+        "labels_stable": torch.equal(labels_seen[0], labels_seen[-1]),
+        "grad_fraction": gradient_fraction(model),
+    }
+    return CheckResult("overfit", done, v, *overfit_finding(v, curve, done), curve)
+
+
+def gradient_fraction(model) -> float:
+    """Share of trainable tensors that received a gradient: below 1, the graph is cut."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return sum(p.grad is not None for p in params) / max(len(params), 1)
+
+
+def overfit_finding(v: dict, curve: dict, done: bool) -> tuple[str, str]:
+    """Explain a sample that was or was not memorised, the most specific cause first."""
+    start, end = curve["loss"][0], v["loss"]
+    if done:
+        return f"memorised the sample in {v['steps']} steps (loss {end:.3g})", "go on: find an LR"
+    if not v["labels_stable"]:
+        return (
+            "the same examples came back with other labels on the next pass",
+            "fix the data pipeline: labels must stay tied to their images",
+        )
+    if v["grad_fraction"] < 1.0:
+        return (
+            f"only {v['grad_fraction']:.0%} of the trainable tensors received a gradient: "
+            "the graph is cut before the others",
+            "remove the detach()/no_grad() in forward, or freeze those weights on purpose",
+        )
+    if end > 0.9 * start:
+        return (
+            f"loss barely moved ({start:.3g} -> {end:.3g}) in {v['steps']} steps, lr {v['lr']:.3g}",
+            "the LR cannot learn or the model is broken: see the LR range test",
+        )
+    if v["accuracy"] == 1.0:
+        return (
+            f"100% accuracy, but the loss stays at {end:.3g} after {v['steps']} steps",
+            "outputs look bounded (a softmax or sigmoid inside the model?): return raw logits",
+        )
+    return (
+        f"only {v['accuracy']:.1%} accuracy, loss {end:.3g} after {v['steps']} steps",
+        "train longer, raise the LR, or use a bigger model",
+    )
+
+
+def lr_range_test(model, loader: DataLoader, loss_fn: LossFn, s: CheckSettings) -> CheckResult:
+    """One exponential sweep of LRs, smoothed loss, stopped when the loss diverges."""
+    optimizer = make_optimizer(model, s, s.sweep_start, s.weight_decay)
+    if optimizer is None:
+        return frozen("lr_range")
+    ratio = (s.sweep_end / s.sweep_start) ** (1 / max(s.sweep_steps - 1, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: ratio**step)
+    curve, average, beta = {"lr": [], "loss": [], "smoothed": []}, 0.0, 0.9
+    regularisation_off(model)
+    for step, batch in enumerate(first(s.sweep_steps, loader)):
+        curve["lr"].append(scheduler.get_last_lr()[0])
+        curve["loss"].append(train_step(model, optimizer, loss_fn, batch)[0])
+        scheduler.step()
+        average = beta * average + (1 - beta) * curve["loss"][-1]
+        curve["smoothed"].append(average / (1 - beta ** (step + 1)))
+        lowest = min(curve["smoothed"])
+        if not math.isfinite(average) or 0 < 4 * lowest < curve["smoothed"][-1]:
+            break
+    v = {"steps": len(curve["lr"]), "lr": s.lr, **suggest_lrs(curve, s.drop)}
+    finding, action = lr_range_finding(v, s.drop)
+    suggested = v["suggested_lr"]
+    fits = suggested is not None and (s.lr is None or suggested / 100 <= s.lr <= v["lr_at_min"])
+    return CheckResult("lr_range", fits, v, finding, action, curve)
+
+
+def suggest_lrs(curve: dict, drop: float) -> dict:
+    """Steepest descent of the smoothed loss per log LR, and a decade below its minimum."""
+    lrs = curve["lr"]
+    smoothed = [x if math.isfinite(x) else math.inf for x in curve["smoothed"]]
+    low = min(range(len(smoothed)), key=smoothed.__getitem__)
+    v = {
+        "loss_start": smoothed[0],
+        "loss_min": smoothed[low],
+        "lr_at_min": lrs[low],
+        "lr_steepest": None,
+        "suggested_lr": None,
+    }
+    if smoothed[low] > (1 - drop) * smoothed[0] or low < 2:
+        return v
+    logs = [math.log(x) for x in lrs]
+    slope = {
+        i: (smoothed[i + 1] - smoothed[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, low)
+    }
+    return {**v, "lr_steepest": lrs[min(slope, key=slope.get)], "suggested_lr": lrs[low] / 10}
+
+
+def lr_range_finding(v: dict, drop: float) -> tuple[str, str]:
+    """Whether any LR works, and whether the planned LR lies inside the range that does."""
+    if v["suggested_lr"] is None:
+        return (
+            f"no LR in the sweep lowered the smoothed loss by {drop:.0%} "
+            f"({v['loss_start']:.3g} -> lowest {v['loss_min']:.3g})",
+            "fix the set-up first (initial loss, overfit), then sweep again",
+        )
+    span = (
+        f"loss falls fastest at lr {v['lr_steepest']:.2g} and turns up after {v['lr_at_min']:.2g}"
+    )
+    use = f"use learning_rate {v['suggested_lr']:.2g}"
+    if v["lr"] is not None and v["lr"] > v["lr_at_min"]:
+        return f"lr {v['lr']:.2g} is too high: {span}", use
+    if v["lr"] is not None and v["lr"] < v["suggested_lr"] / 100:
+        return f"lr {v['lr']:.2g} is too low: {span}", use
+    return span, f"{use} (a decade below the turn), then a coarse search around it"
+
+
+def lr_trials(model, loader: DataLoader, loss_fn: LossFn, s: CheckSettings) -> CheckResult:
+    """The lecture's variant: a short run at each LR; the largest that drops the loss wins."""
+    weights, curve, drops = copy.deepcopy(model.state_dict()), {"lr": [], "losses": []}, []
+    for lr in s.trial_lrs:
+        model.load_state_dict(weights)
+        optimizer = make_optimizer(model, s, lr, s.weight_decay)
+        if optimizer is None:
+            return frozen("lr_trials")
+        regularisation_off(model)
+        losses = [train_step(model, optimizer, loss_fn, b)[0] for b in first(s.trial_steps, loader)]
+        tail = losses[-max(1, len(losses) // 10) :]
+        finite = all(math.isfinite(x) for x in losses)
+        drops.append(1 - sum(tail) / len(tail) / losses[0] if finite else -math.inf)
+        curve["lr"].append(lr)
+        curve["losses"].append(losses)
+    good = [lr for lr, d in zip(s.trial_lrs, drops, strict=True) if d >= s.drop]
+    v = {"lrs": list(s.trial_lrs), "drops": drops, "suggested_lr": max(good, default=None)}
+    if not good:
+        return CheckResult(
+            "lr_trials",
+            False,
+            v,
+            f"no LR dropped the loss by {s.drop:.0%} in {s.trial_steps} steps",
+            "fix the set-up first, or try other LRs",
+            curve,
+        )
+    best = v["suggested_lr"]
+    finding = (
+        f"lr {best:.2g} is the largest that drops the loss by {s.drop:.0%} in {s.trial_steps} steps"
+    )
+    return CheckResult("lr_trials", True, v, finding, f"train with learning_rate {best:.2g}", curve)
+
+
+def run_checks(
+    model: torch.nn.Module,
+    train_data: Dataset | DataLoader,
+    num_classes: int,
+    *,
+    loss_fn: LossFn | None = None,
+    batch_size: int = 32,
+    out_dir: str | Path | None = None,
+    **settings,
+) -> CheckReport:
+    """Initial loss, overfit a small sample, LR range test (and short LR trials) on any model.
+
+    `train_data` is a Dataset or DataLoader of (image tensor, label) pairs without augmentation;
+    the model returns logits; `settings` are `CheckSettings` fields. Weights are restored after.
+    """
+    s = CheckSettings(**settings)
+    loader = (
+        train_data
+        if isinstance(train_data, DataLoader)
+        else DataLoader(train_data, batch_size, shuffle=True)
+    )
+    sample = sample_loader(train_data, s.overfit_batches, loader.batch_size or batch_size)
+    smoothed = loss_fn or (lambda x, y: cross_entropy(x, y, label_smoothing=s.label_smoothing))
+    weights, was_training = copy.deepcopy(model.state_dict()), model.training
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s.seed)
+            results = [initial_loss(model, loader, num_classes, smoothed, s)]
+            results.append(overfit_small_sample(model, sample, loss_fn or cross_entropy, s))
+            for check in (lr_range_test, lr_trials) if s.trial_lrs else (lr_range_test,):
+                model.load_state_dict(weights)
+                results.append(check(model, loader, smoothed, s))
+    finally:
+        model.load_state_dict(weights)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    report = CheckReport(results)
+    if out_dir is not None:
+        report.save(out_dir)
+    return report
+
+
+def _raise(message: str) -> None:
+    raise RecipeError(message)
+
+
+def check_parser() -> argparse.ArgumentParser:
+    """The check's own options; every other --key value is a recipe override."""
+    parser = argparse.ArgumentParser(
+        prog="recipes check RECIPE.yaml",
+        description="Initial loss, overfit a small sample and an LR range test on the recipe's "
+        "model and data; checks.json and plots go to the run folder. Exit code 1 if a check fails.",
+        epilog="Other --key value pairs override the recipe as in `recipes train`. To train with "
+        "the suggestion: --write_recipe NEW.yaml, then `recipes train NEW.yaml`.",
+        allow_abbrev=False,
+    )
+    parser.error = _raise
+    parser.add_argument("--overfit_batches", type=int, default=5, help="batches in the sample")
+    parser.add_argument("--overfit_steps", type=int, default=300, help="steps to memorise it")
+    parser.add_argument("--sweep_steps", type=int, default=100, help="steps of the LR sweep")
+    parser.add_argument(
+        "--trial_lrs", type=parse_lrs, default=(), help="short runs at LRs, e.g. 1e-1,1e-2,1e-3"
+    )
+    parser.add_argument("--trial_steps", type=int, default=100, help="steps of each short run")
+    parser.add_argument("--write_recipe", metavar="NEW.yaml", help="recipe copy with the LR found")
+    return parser
+
+
+def check_command(argv: list[str]) -> None:
+    """`recipes check RECIPE.yaml [--key value ...]`: the checks on what the recipe would train."""
+    from recipes import runs
+    from recipes.config import parse_config
+    from recipes.data import build_transforms, make_loader
+    from recipes.engine import build_setup
+
+    parser = check_parser()
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        return
+    recipe = argv[0] if argv and not argv[0].startswith("-") else None
+    args, overrides = parser.parse_known_args(argv[1:] if recipe else argv)
+    config = parse_config(recipe, overrides)
+    t, setup, out = config.training, build_setup(config), runs.run_dir(config)
+    transform = build_transforms(config.data, setup.data_config, augment=False)[0]
+    loader = make_loader(setup.data, "train", transform, t.per_device_train_batch_size, True)
+    report = run_checks(
+        setup.model,
+        loader,
+        setup.data.num_classes,
+        out_dir=out,
+        optimizer=t.optimizer,
+        lr=t.learning_rate,
+        weight_decay=t.weight_decay,
+        momentum=t.momentum,
+        label_smoothing=t.label_smoothing,
+        overfit_batches=args.overfit_batches,
+        overfit_steps=args.overfit_steps,
+        sweep_steps=args.sweep_steps,
+        trial_lrs=args.trial_lrs,
+        trial_steps=args.trial_steps,
+        seed=t.seed,
+    )
+    print(f"{report.table()}\nwrote {out / CHECKS_FILE} and plots")
+    if args.write_recipe:
+        write_recipe_copy(
+            recipe, overrides, config.to_dict(), report.suggested_lr, args.write_recipe
+        )
+    if not report.passed:
+        sys.exit(1)
+
+
+def parse_lrs(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise RecipeError(f"--trial_lrs {text!r}: give numbers separated by commas") from None
+
+
+def write_recipe_copy(
+    recipe, overrides: list[str], flat: dict, lr: float | None, path: str
+) -> None:
+    """The recipe's keys, the command line's overrides, and the suggested learning_rate."""
+    from recipes.config import read_recipe
+
+    if lr is None:
+        print(f"no learning rate to suggest: {path} not written")
+        return
+    values = read_recipe(recipe) if recipe else {}
+    for key in (arg[2:].split("=", 1)[0] for arg in overrides if arg.startswith("--")):
+        values[key] = flat[key]
+    values["learning_rate"] = float(f"{lr:.2g}")
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
+    print(f"wrote {path} with learning_rate {values['learning_rate']}")

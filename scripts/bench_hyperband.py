@@ -1,0 +1,78 @@
+"""Hyperband against plain random search on digits: same trials, best metric and epochs used."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from recipes.search import run_stage  # noqa: E402
+from recipes.sweep_spec import build_spec  # noqa: E402
+
+
+def sweep(name: str, trials: int, epochs: int, samples: int, hyperband: bool) -> dict:
+    raw = {
+        "method": "random",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "run_cap": trials,
+        "parameters": {
+            "learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-1},
+            "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+            "model_name": {"value": "test_convnext"},
+            "num_epochs": {"value": epochs},
+            "max_train_samples": {"value": samples},
+            "report_to": {"value": "none"},
+        },
+    }
+    if hyperband:
+        raw["early_terminate"] = {"type": "hyperband", "min_iter": 1, "eta": 3}
+    return raw
+
+
+def run(raw: dict, name: str, folder: Path) -> dict:
+    """Run one sweep; return its best final val_accuracy, epochs trained and wall time."""
+    args = argparse.Namespace(
+        trials=None, storage=None, workers=1, seed=0, qmc=False, overwrite=True
+    )
+    start = time.perf_counter()
+    study = run_stage(build_spec(raw, name), folder / name, args)
+    seconds = time.perf_counter() - start
+    epochs = sum(t.user_attrs.get("epochs", 0) for t in study.trials)
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    return {"best": study.best_value, "epochs": epochs, "pruned": pruned, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=9)
+    parser.add_argument("--epochs", type=int, default=9, help="epochs of an unpruned trial")
+    parser.add_argument("--samples", type=int, default=512, help="max_train_samples")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            name: run(
+                sweep(name, args.trials, args.epochs, args.samples, name == "hyperband"),
+                name,
+                Path(tmp),
+            )
+            for name in ("random", "hyperband")
+        }
+    for name, r in results.items():
+        print(
+            f"{name:>9}: best val_accuracy {r['best']:.4f}, {r['epochs']} epochs "
+            f"({r['pruned']} pruned), {r['seconds']:.0f} s"
+        )
+    rand, hb = results["random"], results["hyperband"]
+    print(
+        f"hyperband / random: epochs {hb['epochs'] / rand['epochs']:.2f}x, "
+        f"best metric {100 * (hb['best'] - rand['best']):+.2f} points, "
+        f"time {hb['seconds'] / rand['seconds']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

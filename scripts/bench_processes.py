@@ -1,0 +1,72 @@
+"""Throughput of 1 process with 2 threads against 2 processes with 1 thread each, same global batch.
+
+Both run the engine on digits; images/s is the training set over the second epoch's wall time
+(training plus the same validation pass in both), so start-up is not counted.
+
+    python scripts/bench_processes.py --model test_convnext --batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="test_convnext")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64, help="global batch")
+    return parser.parse_args()
+
+
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def images_per_second(out: Path, processes: int, opts: argparse.Namespace) -> float:
+    """Train two epochs; the training images over the second epoch's seconds."""
+    args = ["-m", "recipes", "train", "--report_to", "none", "--model_name", opts.model]
+    args += ["--image_size", str(opts.size), "--num_epochs", "2", "--augment", "false"]
+    args += [
+        "--per_device_train_batch_size",
+        str(opts.batch // processes),
+        "--output_dir",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(2 // processes), "HF_HUB_OFFLINE": "1"}
+    if processes == 1:
+        command = [sys.executable, *args]
+    else:
+        config = ROOT / "accelerate_configs" / "cpu_2proc.yaml"
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+        command += ["--main_process_port", free_port(), *args]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    epochs = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    images = epochs[-1]["step"] // len(epochs) * opts.batch
+    return images / (epochs[1]["seconds"] - epochs[0]["seconds"])
+
+
+def main() -> None:
+    opts = parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        threads = images_per_second(Path(tmp) / "threads", 1, opts)
+        processes = images_per_second(Path(tmp) / "processes", 2, opts)
+    print(f"{opts.model} at {opts.size} px, global batch {opts.batch}")
+    print(f"1 process x 2 threads:   {threads:8.1f} images/s")
+    print(f"2 processes x 1 thread:  {processes:8.1f} images/s")
+    print(f"processes / threads:     {processes / threads:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The tuning checks find the bugs they exist for: a zoo of broken set-ups, a healthy one, timm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+from recipes.cli import main
+from recipes.config import parse_config
+from recipes.data import build_transforms, make_loader
+from recipes.engine import build_setup
+from recipes.errors import RecipeError
+from recipes.tuning import run_checks
+from tests.conftest import run_cli
+
+ZOO = dict(batch_size=16, lr=3e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; restore the setting for other modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pixels() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits as raw 0-255 pixels and labels."""
+    digits = load_digits()
+    return torch.tensor(digits.images * 255 / 16, dtype=torch.float32)[:, None], torch.tensor(
+        digits.target
+    )
+
+
+@pytest.fixture(scope="module")
+def digits(pixels) -> TensorDataset:
+    images, labels = pixels
+    return TensorDataset((images - images.mean()) / images.std(), labels)
+
+
+def mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+class RandomLabels(Dataset):
+    """A label list shuffled apart from the images at every read: labels not tied to images."""
+
+    def __init__(self, data: TensorDataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        return self.data[index][0], self.data[torch.randint(len(self.data), ()).item()][1]
+
+
+class DetachedBody(nn.Module):
+    """Features cached with .detach() and left in: only the head learns, through a bottleneck."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.ReLU())
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x).detach())
+
+
+def normal_init() -> nn.Sequential:
+    model = mlp()
+    for param in model.parameters():
+        nn.init.normal_(param, std=1.0)
+    return model
+
+
+def frozen() -> nn.Sequential:
+    return mlp().requires_grad_(False)
+
+
+# bug -> (model factory, data ("digits", "pixels" or "random_labels"), run_checks keywords,
+#         the check that must fail, a word its finding or action must contain)
+BUGS = {
+    "unnormalised inputs": (mlp, "pixels", {}, "initial_loss", "normalise"),
+    "bad initialisation": (normal_init, "digits", {}, "initial_loss", "initialisation"),
+    "softmax applied twice": (
+        lambda: nn.Sequential(mlp(), nn.Softmax(-1)),
+        "digits",
+        {},
+        "initial_loss",
+        "softmax",
+    ),
+    "nll_loss on raw logits": (mlp, "digits", {"loss_fn": F.nll_loss}, "initial_loss", "nll_loss"),
+    "frozen network": (frozen, "digits", {}, "overfit", "frozen"),
+    "gradient cut by detach": (DetachedBody, "digits", {}, "overfit", "detach"),
+    "labels not tied to images": (mlp, "random_labels", {}, "overfit", "labels"),
+    "learning rate too low": (mlp, "digits", {"lr": 1e-7}, "lr_range", "too low"),
+    "learning rate too high": (mlp, "digits", {"lr": 3.0}, "lr_range", "too high"),
+}
+
+
+def zoo_data(kind: str, digits, pixels):
+    return {
+        "digits": digits,
+        "pixels": TensorDataset(*pixels),
+        "random_labels": RandomLabels(digits),
+    }[kind]
+
+
+def test_healthy_setup_passes_every_check(digits):
+    report = run_checks(
+        mlp(), digits, 10, trial_lrs=(1e-1, 1e-2, 1e-3, 1e-4), trial_steps=40, **ZOO
+    )
+    assert report.passed, report.table()
+    assert [r.name for r in report.results] == ["initial_loss", "overfit", "lr_range", "lr_trials"]
+    sweep = report["lr_range"].values
+    assert sweep["steps"] <= 100
+    assert (
+        1e-4 < sweep["lr_steepest"] <= sweep["lr_at_min"]
+        and sweep["suggested_lr"] == sweep["lr_at_min"] / 10
+    )
+    assert report["lr_trials"].values["suggested_lr"] in (1e-1, 1e-2)
+    assert report.suggested_lr == sweep["suggested_lr"]
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_each_bug_is_flagged_by_its_check(bug, digits, pixels):
+    factory, data, kwargs, check, word = BUGS[bug]
+    report = run_checks(factory(), zoo_data(data, digits, pixels), 10, **{**ZOO, **kwargs})
+    result = report[check]
+    assert not result.passed and not report.passed, report.table()
+    assert word in f"{result.finding} {result.action}", report.table()
+
+
+def test_weights_and_mode_are_restored(digits):
+    model = mlp().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run_checks(model, digits, 10, overfit_steps=20, sweep_steps=20, **ZOO)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_bad_input_is_refused_before_training(digits):
+    with pytest.raises(RecipeError, match="outputs of shape .*for 7 classes"):
+        run_checks(mlp(), digits, 7, **ZOO)
+    small = torch.utils.data.Subset(digits, range(50))
+    with pytest.raises(RecipeError, match="has 50 examples but the overfit sample needs 5 batches"):
+        run_checks(mlp(), small, 10, **ZOO)
+
+
+@pytest.mark.parametrize("name", ["test_convnext", "test_resnet"])
+def test_timm_models_on_digits_pass_and_write_the_report(name, tmp_path):
+    config = parse_config(None, ["--model_name", name, "--report_to", "none"])
+    setup = build_setup(config)
+    transform = build_transforms(config.data, setup.data_config, augment=False)[0]
+    loader = make_loader(setup.data, "train", transform, 32, True)
+    before = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    report = run_checks(setup.model, loader, 10, lr=3e-3, overfit_batches=2, out_dir=tmp_path)
+    assert report.passed, report.table()
+    assert all(torch.equal(before[k], v) for k, v in setup.model.state_dict().items())
+    saved = json.loads((tmp_path / "checks.json").read_text())
+    assert saved["passed"] and [c["name"] for c in saved["checks"]] == [
+        "initial_loss",
+        "overfit",
+        "lr_range",
+    ]
+    assert (tmp_path / "lr_range.png").stat().st_size > 0 and (tmp_path / "overfit.png").is_file()
+
+
+def test_check_command_writes_report_and_recipe_copy(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name: test_convnext\nlearning_rate: 1.0e-6\nreport_to: none\n")
+    out, copy = tmp_path / "run", tmp_path / "tuned.yaml"
+    args = ["--output_dir", str(out), "--max_train_samples", "256", "--overfit_batches", "2"]
+    proc = run_cli("check", str(recipe), *args, "--write_recipe", str(copy), timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # the LR of 1e-6 is too low
+    assert "lr_range     FAIL   lr 1e-06 is too low" in proc.stdout
+    saved = json.loads((out / "checks.json").read_text())
+    suggested = next(c for c in saved["checks"] if c["name"] == "lr_range")["values"][
+        "suggested_lr"
+    ]
+    tuned = yaml.safe_load(copy.read_text())
+    assert tuned["learning_rate"] == pytest.approx(suggested, rel=0.05)
+    assert tuned["model_name"] == "test_convnext" and tuned["max_train_samples"] == 256
+    retry = parse_config(copy, [])
+    assert retry.training.learning_rate == tuned["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--max_train_samples", "50"],
+            "has 50 examples but the overfit sample needs 5 batches x 64",
+        ),
+        (["--trial_lrs", "fast"], "--trial_lrs 'fast': give numbers"),
+        (["--overfit_steps", "many"], "argument --overfit_steps: invalid int value"),
+    ],
+)
+def test_check_command_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--model_name", "test_convnext", "--output_dir", str(tmp_path), *argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and "\n" not in err
