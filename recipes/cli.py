@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from recipes.errors import RecipeError
 
 # verb -> (module, function, one-line description); modules load only when their verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
+    "tune": ("recipes.procedure", "tune_command", "the seven-step procedure end to end, a report"),
     "train": (
         "recipes.cli",
         "train_command",
@@ -54,8 +56,6 @@ def run_recipe(config) -> dict:
 
 def train_command(argv: list[str]) -> None:
     """`recipes train [RECIPE.yaml] [--key value ...]`."""
-    from accelerate import PartialState
-
     from recipes.config import build_parser, parse_config
 
     if argv[:1] in (["-h"], ["--help"]):
@@ -63,7 +63,7 @@ def train_command(argv: list[str]) -> None:
         return
     recipe = argv[0] if argv and not argv[0].startswith("--") else None
     results = run_recipe(parse_config(recipe, argv[1:] if recipe else argv))
-    if PartialState().is_main_process:
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, whatever the launcher
         print(
             f"results in {results['run_dir']}: best val accuracy "
             f"{results['best_val_accuracy']:.4f} (epoch {results['best_epoch']}), "

@@ -202,7 +202,7 @@ def early_decay(c: Curves) -> Finding | None:
             fall = 1 - mean(c.loss[i - width : i]) / mean(c.loss[i - 2 * width : i - width])
             if fall <= 0.05:
                 return None
-            evidence = {"decay_step": c.step[i], "fall_before": fall, "lr": [c.lr[i - 1], c.lr[i]]}
+            evidence = {"decay_step": c.step[i], "fall_before": fall, "lr_after": c.lr[i]}
             finding = f"the LR was cut at step {c.step[i]} while the loss still fell {fall:.0%}"
             return Finding(
                 "early_decay", finding, "decay later (move milestones) or use cosine", evidence
@@ -251,7 +251,8 @@ def still_improving(c: Curves) -> Finding | None:
     if acc[-1] < max(acc) or rise < 0.01:
         return None
     finding = f"validation accuracy rose {rise:.1%} over the last two epochs"
-    return Finding("still_improving", finding, "train longer", {"val_accuracy": acc[-3:]})
+    evidence = {"val_accuracy_end": acc[-1], "rise_last_2_epochs": rise}
+    return Finding("still_improving", finding, "train longer", evidence)
 
 
 RULES = (diverged, flat_start, plateau, early_decay, overfitting, underfitting, still_improving)

@@ -406,6 +406,11 @@ def build_spec(raw: dict, default_name: str) -> SweepSpec:
     probe = check_values(spec)
     if metric.startswith("ema_") and not probe.training.ema_decay:
         raise RecipeError(f"metric.name: {metric} is reported only with ema_decay set")
+    searched = {p.name for p in params}
+    if spec.hyperband and spec.hyperband["max_resource"] == "auto" and "num_epochs" not in searched:
+        spec.hyperband["max_resource"] = (
+            probe.training.num_epochs
+        )  # the last rung is the last epoch
     return spec
 
 

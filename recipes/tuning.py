@@ -176,7 +176,9 @@ def initial_loss(model, loader, num_classes: int, loss_fn: LossFn, s: CheckSetti
         "input_mean": images.mean().item(),
         "input_std": images.std().item(),
     }
-    probabilities = bool((logits >= 0).all()) and torch.allclose(logits.sum(-1), torch.tensor(1.0))
+    probabilities = bool((logits >= 0).all()) and torch.allclose(
+        logits.sum(-1), torch.ones(1, device=device)
+    )
     close = abs(loss - expected) <= 0.25 * expected
     if probabilities:
         finding = "the model outputs probabilities (rows sum to 1): softmax is applied twice"
@@ -396,6 +398,10 @@ def run_checks(
     `train_data` is a Dataset or DataLoader of (image tensor, label) pairs without augmentation;
     the model returns logits; `settings` are `CheckSettings` fields. Weights are restored after.
     """
+    unknown = set(settings) - set(CheckSettings.__dataclass_fields__)
+    if unknown:
+        valid = ", ".join(sorted(CheckSettings.__dataclass_fields__))
+        raise RecipeError(f"unknown check setting(s) {', '.join(sorted(unknown))}; valid: {valid}")
     s = CheckSettings(**settings)
     loader = (
         train_data
@@ -466,8 +472,9 @@ def check_command(argv: list[str]) -> None:
     t, setup, out = config.training, build_setup(config), runs.run_dir(config)
     transform = build_transforms(config.data, setup.data_config, augment=False)[0]
     loader = make_loader(setup.data, "train", transform, t.per_device_train_batch_size, True)
+    model = setup.model.to("cuda" if torch.cuda.is_available() else "cpu")
     report = run_checks(
-        setup.model,
+        model,
         loader,
         setup.data.num_classes,
         out_dir=out,

@@ -18,7 +18,6 @@ from recipes.data import build_transforms, make_loader
 from recipes.engine import build_setup
 from recipes.errors import RecipeError
 from recipes.tuning import run_checks
-from tests.conftest import run_cli
 
 ZOO = dict(batch_size=16, lr=3e-3)
 
@@ -118,9 +117,15 @@ def zoo_data(kind: str, digits, pixels):
     }[kind]
 
 
-def test_healthy_setup_passes_every_check(digits):
+def test_healthy_setup_passes_every_check(digits, tmp_path):
     report = run_checks(
-        mlp(), digits, 10, trial_lrs=(1e-1, 1e-2, 1e-3, 1e-4), trial_steps=40, **ZOO
+        mlp(),
+        digits,
+        10,
+        trial_lrs=(1e-1, 1e-2, 1e-3, 1e-4),
+        trial_steps=40,
+        out_dir=tmp_path,
+        **ZOO,
     )
     assert report.passed, report.table()
     assert [r.name for r in report.results] == ["initial_loss", "overfit", "lr_range", "lr_trials"]
@@ -132,6 +137,11 @@ def test_healthy_setup_passes_every_check(digits):
     )
     assert report["lr_trials"].values["suggested_lr"] in (1e-1, 1e-2)
     assert report.suggested_lr == sweep["suggested_lr"]
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "overfit.png",
+        "lr_range.png",
+        "lr_trials.png",
+    }
 
 
 @pytest.mark.parametrize("bug", list(BUGS))
@@ -154,6 +164,8 @@ def test_weights_and_mode_are_restored(digits):
 def test_bad_input_is_refused_before_training(digits):
     with pytest.raises(RecipeError, match="outputs of shape .*for 7 classes"):
         run_checks(mlp(), digits, 7, **ZOO)
+    with pytest.raises(RecipeError, match="unknown check setting.* overfit_step;"):
+        run_checks(mlp(), digits, 10, overfit_step=10)
     small = torch.utils.data.Subset(digits, range(50))
     with pytest.raises(RecipeError, match="has 50 examples but the overfit sample needs 5 batches"):
         run_checks(mlp(), small, 10, **ZOO)
@@ -178,20 +190,22 @@ def test_timm_models_on_digits_pass_and_write_the_report(name, tmp_path):
     assert (tmp_path / "lr_range.png").stat().st_size > 0 and (tmp_path / "overfit.png").is_file()
 
 
-def test_check_command_writes_report_and_recipe_copy(tmp_path):
+def test_check_command_writes_report_and_recipe_copy(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model_name: test_convnext\nlearning_rate: 1.0e-6\nreport_to: none\n")
     out, copy = tmp_path / "run", tmp_path / "tuned.yaml"
-    args = ["--output_dir", str(out), "--max_train_samples", "256", "--overfit_batches", "2"]
-    proc = run_cli("check", str(recipe), *args, "--write_recipe", str(copy), timeout=300)
-    assert proc.returncode == 1, proc.stderr[-2000:]  # the LR of 1e-6 is too low
-    assert "lr_range     FAIL   lr 1e-06 is too low" in proc.stdout
+    args = ["--output_dir", str(out), "--max_train_samples", "256", "--overfit_steps", "10"]
+    args += ["--per_device_train_batch_size", "32"]
+    with pytest.raises(SystemExit) as exit_info:  # 1: the LR of 1e-6 is too low
+        main(["check", str(recipe), *args, "--write_recipe", str(copy)])
+    assert exit_info.value.code == 1
+    assert "lr_range     FAIL   lr 1e-06 is too low" in capsys.readouterr().out
     saved = json.loads((out / "checks.json").read_text())
     suggested = next(c for c in saved["checks"] if c["name"] == "lr_range")["values"][
         "suggested_lr"
     ]
     tuned = yaml.safe_load(copy.read_text())
-    assert tuned["learning_rate"] == pytest.approx(suggested, rel=0.05)
+    assert tuned["learning_rate"] == float(f"{suggested:.2g}")
     assert tuned["model_name"] == "test_convnext" and tuned["max_train_samples"] == 256
     retry = parse_config(copy, [])
     assert retry.training.learning_rate == tuned["learning_rate"]

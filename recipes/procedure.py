@@ -1,0 +1,391 @@
+"""The lecture's seven steps for choosing hyperparameters, as one resumable command."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recipes import runs
+from recipes.config import RecipeConfig, parse_config, read_recipe
+from recipes.errors import RecipeError
+from recipes.report import Section
+
+CHECK_SECONDS = 45  # the three checks on 2 CPU cores with the default recipe (bench_checks.py)
+TRIAL_SECONDS = 20  # one short trial of the default recipe on 2 CPU cores
+MIN_TRIALS = 3  # two coarse trials and one refine trial
+LONGER = ("still_improving", "underfitting", "plateau")  # findings that send us back to step 5
+
+
+@dataclass
+class Budget:
+    """`--budget 5m` (wall clock: 90s, 5m, 1h) or `--budget 12` (trials)."""
+
+    text: str
+    seconds: float | None = None
+    trials: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h)?", text.strip())
+        if not match:
+            raise RecipeError(f"--budget {text!r}: use minutes (5m), seconds (300s) or trials (12)")
+        value, unit = float(match[1]), match[2]
+        if unit is None:
+            if int(value) < MIN_TRIALS:
+                raise RecipeError(
+                    f"--budget {text} is too small: the procedure needs at least {MIN_TRIALS} "
+                    "trials (2 coarse, 1 refine)"
+                )
+            return cls(text, trials=int(value))
+        seconds = value * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit]
+        needed = CHECK_SECONDS + MIN_TRIALS * TRIAL_SECONDS
+        if seconds < needed:
+            raise RecipeError(
+                f"--budget {text} is too small: the checks take about {CHECK_SECONDS}s and "
+                f"{MIN_TRIALS} short trials about {MIN_TRIALS * TRIAL_SECONDS}s more on 2 CPU "
+                f"cores; use --budget {needed}s or more"
+            )
+        return cls(text, seconds=seconds)
+
+    def split(self) -> tuple[int, int]:
+        """Coarse and refine trial counts: about 60% of the trials go to the coarse stage."""
+        total = self.trials or max(MIN_TRIALS, int(self.seconds / (2 * TRIAL_SECONDS)))
+        coarse = max(2, round(total * 0.6))
+        return coarse, max(1, total - coarse)
+
+
+class Clock:
+    """Seconds spent in each step, kept across restarts of the same tune folder."""
+
+    def __init__(self, folder: Path, budget: Budget):
+        self.file, self.budget = folder / "timings.json", budget
+        self.steps: dict[str, float] = (
+            json.loads(self.file.read_text()) if self.file.is_file() else {}
+        )
+        self.start = time.perf_counter()
+
+    def record(self, step: str, started: float) -> None:
+        self.steps[step] = self.steps.get(step, 0.0) + time.perf_counter() - started
+        self.file.write_text(json.dumps(self.steps, indent=2))
+
+    def left(self) -> float:
+        if self.budget.seconds is None:
+            return float("inf")
+        return self.budget.seconds - sum(self.steps.values())
+
+
+def identity(recipe: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    """What makes a tune folder: the recipe's content and the budget."""
+    text = Path(recipe).read_text() if recipe else ""
+    return {
+        "recipe": recipe,
+        "recipe_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "budget": args.budget,
+        "ensemble": args.ensemble,
+    }
+
+
+def open_folder(folder: Path, recipe: str | None, args: argparse.Namespace) -> None:
+    """Continue a folder made by the same recipe and budget; refuse one made by another."""
+    marker = folder / "tune.json"
+    mine = identity(recipe, args)
+    if marker.is_file() and not args.overwrite:
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
+            raise RecipeError(
+                f"tune folder {folder} was made by a different recipe or budget ({changed}); "
+                "use --output_dir for a new folder or --overwrite"
+            )
+    if args.overwrite and folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(mine, indent=2))
+
+
+def base_config(recipe: str | None, report_to: str) -> RecipeConfig:
+    if recipe:
+        read_recipe(recipe)
+    return parse_config(recipe, ["--report_to", report_to])
+
+
+def checks_step(config: RecipeConfig, folder: Path) -> dict[str, dict]:
+    """Steps 1-3 with `recipes.tuning.run_checks`; a finished checks.json is reused."""
+    from recipes.tuning import CHECKS_FILE
+
+    saved = folder / "checks" / CHECKS_FILE
+    if not saved.is_file():
+        from recipes.data import build_transforms, make_loader
+        from recipes.engine import build_setup
+        from recipes.tuning import run_checks
+
+        setup, t = build_setup(config), config.training
+        plain = build_transforms(config.data, setup.data_config, augment=False)[0]
+        loader = make_loader(setup.data, "train", plain, t.per_device_train_batch_size, True)
+        report = run_checks(
+            setup.model, loader, setup.data.num_classes, optimizer=t.optimizer,
+            lr=t.learning_rate, momentum=t.momentum, label_smoothing=t.label_smoothing,
+            out_dir=saved.parent,
+        )  # fmt: skip
+        print(report.table())
+    return {c["name"]: c for c in json.loads(saved.read_text())["checks"]}
+
+
+def blocking_failure(checks: dict[str, dict]) -> dict | None:
+    """A failed initial-loss or overfit check, or an LR sweep that found no working LR, stops."""
+    for name in ("initial_loss", "overfit"):
+        if not checks[name]["passed"]:
+            return checks[name]
+    if checks["lr_range"]["values"]["suggested_lr"] is None:
+        return checks["lr_range"]
+    return None
+
+
+def command(recipe: str | None) -> list[str]:
+    return [
+        "${env}",
+        "${interpreter}",
+        "-m",
+        "recipes",
+        "train",
+        *([recipe] if recipe else []),
+        "${args}",
+    ]
+
+
+def coarse_sweep(recipe: str | None, lr: float, budget: Budget, report_to: str) -> dict:
+    """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch."""
+    coarse, refine = budget.split()
+    return {
+        "name": "coarse",
+        "method": "random",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "run_cap": coarse,
+        "parameters": {
+            "learning_rate": {
+                "distribution": "log_uniform_values",
+                "min": float(f"{lr / 10:.3g}"),
+                "max": float(f"{min(lr * 10, 1.0):.3g}"),
+            },
+            "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
+            "num_epochs": {"value": 1},
+            "report_to": {"value": report_to},
+        },
+        "refine": {"top_k": 3, "num_epochs": 3, "run_cap": refine},
+        "command": command(recipe),
+    }
+
+
+def sweep_args() -> argparse.Namespace:
+    return argparse.Namespace(
+        workers=1, trials=None, storage=None, seed=0, qmc=True, overwrite=False, refine=False
+    )
+
+
+@dataclass
+class Stage:
+    """One sweep of the procedure (coarse, refine, refine again) and its summary."""
+
+    name: str
+    folder: Path
+    summary: dict
+
+
+def best_of(stages: list[Stage]) -> dict:
+    """The best finished trial over all stages (metric: validation accuracy)."""
+    found = [s.summary["best"] for s in stages if s.summary.get("best")]
+    if not found:
+        raise RecipeError("no trial finished; see the trial tables in the tune folder")
+    return max(found, key=lambda b: b["value"])
+
+
+def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
+    """The best trial's arguments, trained longer into the tune folder's `final/`."""
+    own = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=")
+    kept = [a for a in best["args"] if not a.startswith(own)]
+    return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
+
+
+def test_scores(model_dirs: dict[str, Path], config: RecipeConfig) -> dict[str, dict]:
+    """Accuracy, NLL and ECE on the test split, of each model and (with several) their ensemble."""
+    import torch
+
+    from recipes.data import load_image_data
+    from recipes.ensemble import Ensemble, eval_loader, load_member, predict, score_split
+    from recipes.metrics import Scorer
+
+    data = load_image_data(config.data)
+    ensemble = Ensemble([load_member(d) for d in model_dirs.values()], "probs", data.label_names)
+    loader = eval_loader(data, "test", config.data.image_size, 256)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    logits, labels = predict(ensemble, loader, device)
+    combine = ["probs"] if len(model_dirs) > 1 else []
+    return score_split(list(model_dirs), logits, labels, combine, Scorer())
+
+
+def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, Path]:
+    """The final model plus the models of the best other finished trials."""
+    rows = [
+        (row["val_accuracy"], stage.folder / "trials" / f"trial_{row['trial']:03d}", stage.name)
+        for stage in stages
+        for row in stage.summary["trials"]
+        if row["state"] == "complete"
+    ]
+    rows.sort(key=lambda r: r[0], reverse=True)
+    members = {"final": final / "model"}
+    for _, run_dir, name in rows[: max(0, count - 1)]:
+        members[f"{name}-{run_dir.name}"] = run_dir / "model"
+    return members
+
+
+def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> list[Stage]:
+    """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
+    from recipes import search
+    from recipes.curves import diagnose, load_history
+    from recipes.sweep_spec import build_spec
+
+    spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
+    started = time.perf_counter()
+    study = search.run_stage(spec, stage_folder, sweep_args())
+    stages.append(Stage("coarse", stage_folder, search.summarize(spec, study, stage_folder)))
+    clock.record("4 coarse search", started)
+    for round_ in (1, 2):
+        last = stages[-1].summary["trials"]
+        per_trial = max([r["seconds"] or 0.0 for r in last] + [TRIAL_SECONDS])
+        longer_by = 3 if round_ == 1 else 2  # epochs: coarse 1 -> refine 3 -> again 6
+        estimate = per_trial * longer_by * raw["refine"]["run_cap"]
+        if clock.left() < estimate:
+            notes.append(f"refine round {round_} skipped: about {estimate:.0f}s needed, "
+                         f"{max(clock.left(), 0):.0f}s of the budget left")  # fmt: skip
+            break
+        started = time.perf_counter()
+        spec, study = search.refine(spec, study, stage_folder, sweep_args())
+        stage_folder = stage_folder / "refine"
+        stages.append(Stage(f"refine {round_}", stage_folder,
+                            search.summarize(spec, study, stage_folder)))  # fmt: skip
+        clock.record(f"5 refine (round {round_})", started)
+        best = stages[-1].summary.get("best")
+        findings = diagnose(load_history(best["run_dir"])) if best else []
+        stages[-1].summary["findings"] = [str(f) for f in findings]
+        longer = [f.rule for f in findings if f.rule in LONGER]
+        if not longer or clock.budget.trials is not None:
+            why = "the budget is in trials" if longer else "the curves ask for nothing more"
+            notes.append(f"after refine round {round_}: stop searching ({why})")
+            break
+        notes.append(f"after refine round {round_}: {', '.join(longer)} -> back to step 5, "
+                     "around the best trials, trained twice as long")  # fmt: skip
+    return stages
+
+
+def tune(recipe: str | None, args: argparse.Namespace) -> int:
+    """Run (or continue) the procedure; 0 when a final model was trained, 1 when a check failed."""
+    from recipes.cli import run_recipe
+
+    budget = Budget.parse(args.budget)
+    config = base_config(recipe, args.report_to)
+    folder = Path(args.output_dir or Path("runs") / f"tune-{runs.run_name(config)}")
+    open_folder(folder, recipe, args)
+    clock, notes = Clock(folder, budget), []
+    started = time.perf_counter()
+    print("steps 1-3: initial loss, overfit a small sample, LR range test", flush=True)
+    checks = checks_step(config, folder)
+    clock.record("1-3 checks", started)
+    failure = blocking_failure(checks)
+    if failure is not None:
+        notes.append(f"stopped at {failure['name']}: {failure['finding']} -> {failure['action']}")
+        write(folder, recipe, budget, checks, [], None, notes, clock)
+        print(notes[-1])
+        return 1
+    lr = checks["lr_range"]["values"]["suggested_lr"]
+    print(f"steps 4-7: coarse search around lr {lr:.2g}, refine, learning curves", flush=True)
+    raw = coarse_sweep(recipe, lr, budget, args.report_to)
+    (folder / "coarse.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    stages = search_stages(raw, folder, clock, notes)
+    best = best_of(stages)
+    started = time.perf_counter()
+    print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
+    final = parse_config(recipe, final_args(best, folder, 2 * best["epochs"]))
+    run_recipe(final)
+    members = ensemble_members(folder / "final", stages, args.ensemble)
+    scores = test_scores(members, final)
+    clock.record("final model and test", started)
+    write(folder, recipe, budget, checks, stages, scores, notes, clock)
+    top = scores.get("ensemble", scores["final"])
+    print(f"test accuracy {top['accuracy']:.4f}, NLL {top['nll']:.4f}, ECE {top['ece']:.4f}")
+    print(f"report: {folder / 'report.html'}; final model: {folder / 'final' / 'model'}")
+    return 0
+
+
+def trial_table(summary: dict, limit: int = 10) -> list[dict]:
+    done = [r for r in summary["trials"] if r.get("val_accuracy") is not None]
+    done.sort(key=lambda r: r["val_accuracy"], reverse=True)
+    keep = ("trial", "state", "val_accuracy", "epochs", "seconds", "learning_rate", "weight_decay")
+    return [{k: r.get(k) for k in keep} for r in done[:limit]]
+
+
+def stage_section(stage: Stage) -> Section:
+    """A sweep stage: its best trial, warnings, the curves' diagnosis, table and plots."""
+    s, best = stage.summary, stage.summary.get("best")
+    step = "Step 4: coarse search" if stage.name == "coarse" else f"Step 5: {stage.name}"
+    text = [f"{len(s['trials'])} trials, metric {s['metric']} ({s['goal']})."]
+    images = [stage.folder / "metric_vs_params.png", stage.folder / "history.png"]
+    if best:
+        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in best["values"].items())  # fmt: skip
+        text.append(f"Best: trial {best['trial']}, {s['metric']} {best['value']:.4f} ({values}).")
+        images.append(Path(best["run_dir"]) / "curves.png")
+    text += [f"Warning: {w}" for w in s.get("warnings", [])]
+    text += [f"Step 6, learning curves of the best trial: {f}" for f in s.get("findings", [])]
+    return Section(step, text, [trial_table(s)], images)
+
+
+def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
+    """report.md and report.html: every step's finding and decision, tables and plots."""
+    from recipes.report import write_report
+
+    timing = [{"step": k, "seconds": round(v, 1)} for k, v in clock.steps.items()]
+    timing.append({"step": "total", "seconds": round(sum(clock.steps.values()), 1)})
+    sections = [Section("Set-up", [f"Recipe: {recipe or 'the embedded digits default'}; "
+                                   f"budget {budget.text}."], [timing])]  # fmt: skip
+    rows = [{"check": c["name"], "passed": c["passed"], "finding": c["finding"],
+             "next": c["action"]} for c in checks.values()]  # fmt: skip
+    images = sorted((folder / "checks").glob("*.png"))
+    sections.append(Section("Steps 1-3: initial loss, overfit, LR range test", [], [rows], images))
+    sections += [stage_section(stage) for stage in stages]
+    sections.append(Section("Step 7: decisions", notes or ["none"]))
+    if scores is not None:
+        table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
+                 for name, m in scores.items()]  # fmt: skip
+        text = ["The best trial's arguments, trained twice as long; test split, never searched on."]
+        curves = [folder / "final" / "curves.png"]
+        sections.append(Section("Final model", text, [table], curves))
+    write_report(folder, "recipes tune", sections)
+
+
+def tune_command(argv: list[str]) -> None:
+    """`recipes tune [RECIPE.yaml] [--budget 5m|N] [--ensemble K] [--output_dir DIR]`."""
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="recipes tune", description="the lecture's seven-step procedure, end to end"
+    )
+    parser.add_argument("recipe", nargs="?", help="recipe YAML (default: embedded digits)")
+    parser.add_argument("--budget", default="5m", help="wall clock (5m, 300s) or trials (12)")
+    parser.add_argument("--ensemble", type=int, default=1, help="final: ensemble of the top K")
+    parser.add_argument("--output_dir", help="tune folder (default runs/tune-NAME)")
+    parser.add_argument("--report_to", default="none", help="trial tracking: none or wandb")
+    parser.add_argument("--overwrite", action="store_true", help="start the tune folder over")
+    args = parser.parse_args(argv)
+    if args.ensemble < 1:
+        raise RecipeError("--ensemble must be at least 1 (1: the final model alone)")
+    sys.exit(tune(args.recipe, args))

@@ -1,0 +1,90 @@
+"""`recipes tune`: the seven steps end to end, a report, resumption and its bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recipes.cli import main
+from tests.conftest import run_cli
+
+RECIPE = """\
+model_name: test_convnext
+max_train_samples: 256
+per_device_train_batch_size: 32
+learning_rate: 3.0e-3
+report_to: none
+"""
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("tune")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    folder = root / "out"
+    proc = run_cli("tune", str(recipe), "--budget", "3", "--output_dir", str(folder), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return recipe, folder, proc.stdout
+
+
+def test_tune_runs_every_step_and_writes_a_report(tuned) -> None:
+    _, folder, stdout = tuned
+    assert "test accuracy" in stdout
+    checks = json.loads((folder / "checks" / "checks.json").read_text())
+    assert [c["name"] for c in checks["checks"]] == ["initial_loss", "overfit", "lr_range"]
+    coarse = json.loads((folder / "coarse" / "summary.json").read_text())
+    refine = json.loads((folder / "coarse" / "refine" / "summary.json").read_text())
+    assert len(coarse["trials"]) == 2 and len(refine["trials"]) == 1
+    assert refine["trials"][0]["epochs"] == 3
+    assert (folder / "final" / "model" / "model.safetensors").is_file()
+    final = json.loads((folder / "final" / "results.json").read_text())
+    assert final["epochs"] == 6
+    report = (folder / "report.md").read_text()
+    for heading in ("Steps 1-3", "Step 4: coarse search", "Step 5: refine 1", "Step 7", "Final"):
+        assert f"## {heading}" in report
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5
+    timings = json.loads((folder / "timings.json").read_text())
+    assert {"1-3 checks", "4 coarse search", "final model and test"} <= set(timings)
+
+
+def test_tune_started_again_reuses_what_is_done(tuned) -> None:
+    recipe, folder, _ = tuned
+    before = (folder / "final" / "model" / "model.safetensors").stat().st_mtime_ns
+    trials = sorted(p.name for p in (folder / "coarse" / "trials").iterdir())
+    proc = run_cli("tune", str(recipe), "--budget", "3", "--output_dir", str(folder), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (folder / "coarse" / "trials").iterdir()) == trials
+    assert "0 to run" in proc.stdout
+    assert json.loads((folder / "final" / "results.json").read_text())["epochs"] == 6
+    assert (folder / "final" / "model" / "model.safetensors").stat().st_mtime_ns >= before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.yaml"], "recipe file not found: missing.yaml"),
+        (["--budget", "10s"], "--budget 10s is too small: the checks take about"),
+        (["--budget", "2"], "--budget 2 is too small: the procedure needs at least 3 trials"),
+        (["--budget", "soon"], "--budget 'soon': use minutes"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", *args, "--output_dir", str(tmp_path / "t")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_folder_of_another_recipe_is_refused(tuned, tmp_path: Path, capsys) -> None:
+    _, folder, _ = tuned
+    other = tmp_path / "other.yaml"
+    other.write_text(RECIPE.replace("3.0e-3", "1.0e-3"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", str(other), "--budget", "3", "--output_dir", str(folder)])
+    assert exit_info.value.code == 2
+    assert "was made by a different recipe or budget (recipe" in capsys.readouterr().err
