@@ -165,7 +165,8 @@ def freeze_stages(model: torch.nn.Module, count: int) -> None:
     if count > len(stages):
         raise RecipeError(
             f"{type(model).__name__} has {len(stages)} feature stages "
-            f"({', '.join(stages) or 'none'}); freeze_stages {count} is too many: use 0 to {len(stages)}"
+            f"({', '.join(stages) or 'none'}); freeze_stages {count} is too many: "
+            f"use 0 to {len(stages)}"
         )
     modules = [name for name, _ in model.named_modules()]
     last = stages[count - 1]

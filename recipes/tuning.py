@@ -457,6 +457,8 @@ def check_parser() -> argparse.ArgumentParser:
 
 def check_command(argv: list[str]) -> None:
     """`recipes check RECIPE.yaml [--key value ...]`: the checks on what the recipe would train."""
+    from accelerate.utils import set_seed
+
     from recipes import runs
     from recipes.config import parse_config
     from recipes.data import build_transforms, make_loader
@@ -469,6 +471,7 @@ def check_command(argv: list[str]) -> None:
     recipe = argv[0] if argv and not argv[0].startswith("-") else None
     args, overrides = parser.parse_known_args(argv[1:] if recipe else argv)
     config = parse_config(recipe, overrides)
+    set_seed(config.training.seed)  # the same initial weights `recipes train` starts from
     t, setup, out = config.training, build_setup(config), runs.run_dir(config)
     transform = build_transforms(config.data, setup.data_config, augment=False)[0]
     loader = make_loader(setup.data, "train", transform, t.per_device_train_batch_size, True)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 import torch
+from accelerate.utils import set_seed
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from recipes.config import parse_config
@@ -40,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = parse_config(None, ["--model_name", args.model_name, "--report_to", "none"])
+    set_seed(config.training.seed)
     t, setup = config.training, build_setup(config)
     transform = build_transforms(config.data, setup.data_config, augment=False)[0]
     loader = make_loader(setup.data, "train", transform, t.per_device_train_batch_size, True)

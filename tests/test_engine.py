@@ -184,7 +184,9 @@ def test_mismatched_checkpoint_from_the_shell(tmp_path: Path) -> None:
 
 def test_a_world_size_without_a_launcher_is_refused(tmp_path: Path) -> None:
     env_args = ["env", "WORLD_SIZE=2", "RANK=0", "LOCAL_RANK=0"]
-    proc = run_cli("train", *FAST, "--output_dir", str(tmp_path / "run"), launcher=[*env_args, PYTHON])
+    proc = run_cli(
+        "train", *FAST, "--output_dir", str(tmp_path / "run"), launcher=[*env_args, PYTHON]
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: WORLD_SIZE is 2") and "accelerate launch" in proc.stderr
     assert "Traceback" not in proc.stderr
