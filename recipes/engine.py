@@ -254,7 +254,7 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         t.report_to, run_dir, runs.run_name(config), t.wandb_group
     )
     accelerator = make_accelerator(config, log_with, run_dir)
-    run_dir = runs.open_run_dir(config, accelerator.is_main_process)
+    run_dir = runs.open_run_dir(config, accelerator.is_main_process, accelerator.wait_for_everyone)
     setup = build_setup(config)
     model, data = setup.model, setup.data
     if t.channels_last:

@@ -226,8 +226,7 @@ def train_pipeline(config: RecipeConfig) -> dict:
         dist_backend="nccl" if torch.cuda.is_available() else "gloo"
     )
     rank = torch.distributed.get_rank()
-    run_dir = runs.open_run_dir(config, rank == 0)
-    torch.distributed.barrier()
+    run_dir = runs.open_run_dir(config, rank == 0, torch.distributed.barrier)
     engine, scheduler = build_engine(config, setup, plan)
     state = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "best_accuracy": -1.0, "best_epoch": -1}
     resume = runs.find_resume_checkpoint(run_dir, t.resume_from_checkpoint)

@@ -240,7 +240,7 @@ def run_linear_probe(config: RecipeConfig) -> dict:
         t.report_to, runs.run_dir(config), runs.run_name(config), t.wandb_group
     )
     accelerator = make_accelerator(config, log_with, runs.run_dir(config))
-    run_dir = runs.open_run_dir(config, accelerator.is_main_process)
+    run_dir = runs.open_run_dir(config, accelerator.is_main_process, accelerator.wait_for_everyone)
     setup = build_setup(config)
     accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
     accelerator.print(f"linear probe {run_dir}: cached features" + (f"; {note}" if note else ""))

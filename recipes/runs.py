@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,18 @@ def differing_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
-def open_run_dir(config: RecipeConfig, is_main: bool) -> Path:
-    """Create the run folder, or reuse it for the same recipe; refuse one made by another."""
+def open_run_dir(
+    config: RecipeConfig, is_main: bool, barrier: Callable[[], None] = lambda: None
+) -> Path:
+    """Create the run folder, or reuse it for the same recipe; refuse one made by another.
+
+    Every process checks before the main one writes (`barrier` between), so none reads a
+    config.yaml that is half written.
+    """
     path = run_dir(config)
     saved_path = path / "config.yaml"
-    if config.training.overwrite_output_dir and is_main and path.exists():
-        shutil.rmtree(path)
-    elif saved_path.is_file():
+    overwrite = config.training.overwrite_output_dir
+    if saved_path.is_file() and not overwrite:
         saved = yaml.safe_load(saved_path.read_text()) or {}
         changed = differing_keys(saved, config.to_dict())
         if changed:
@@ -64,9 +70,13 @@ def open_run_dir(config: RecipeConfig, is_main: bool) -> Path:
                 f"({', '.join(changed[:4])} differ); "
                 "set --output_dir to a new folder or --overwrite_output_dir true"
             )
+    barrier()
     if is_main:
+        if overwrite and path.exists():
+            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         config.save(saved_path)
+    barrier()
     return path
 
 

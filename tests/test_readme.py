@@ -58,3 +58,9 @@ def test_every_verb_has_help(verb: str, capsys) -> None:
     except SystemExit as exit_info:
         assert exit_info.code == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_every_figure_in_the_readme_is_committed() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images, "expected the README to show the figures"
+    assert not [p for p in images if not (ROOT / p).is_file()]
