@@ -22,7 +22,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model_name", "test_convnext", "--report_to", "none", "--max_train_samples", "512"]
-LOSS_LRS = {"very high": 3.0, "high": 0.3, "low": 1e-5, "good": 3e-3}
+LOSS_LRS = {"very high": 3.0, "high": 0.5, "low": 1e-4, "good": 0.05}
 
 
 def pyplot():
@@ -34,8 +34,8 @@ def pyplot():
     return plt
 
 
-def recipes(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "recipes", *args], check=True, cwd=ROOT)
+def recipes(*args: str, check: bool = True) -> None:
+    subprocess.run([sys.executable, "-m", "recipes", *args], check=check, cwd=ROOT)
 
 
 def script(name: str, *args: str) -> None:
@@ -50,12 +50,14 @@ def lr_losses(out: Path, work: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, lr in LOSS_LRS.items():
         run = work / f"lr-{lr:g}"
-        recipes("train", *TINY, "--num_epochs", "3", "--optimizer", "sgd", "--max_grad_norm", "0",
+        recipes("train", *TINY, "--num_epochs", "5", "--optimizer", "sgd", "--max_grad_norm", "0",
+                "--max_train_samples", "0",
                 "--learning_rate", str(lr), "--lr_scheduler", "constant", "--logging_steps", "1",
-                "--output_dir", str(run))  # fmt: skip
+                "--output_dir", str(run), check=False)  # fmt: skip
         steps = runs.read_jsonl(run / runs.STEPS_FILE)
         losses = [min(r["loss"], 10.0) for r in steps]
-        ax.plot([r["step"] for r in steps], losses, label=f"{name} LR ({lr:g})")
+        stopped = "" if (run / runs.RESULTS_FILE).is_file() else ", stopped: loss not finite"
+        ax.plot([r["step"] for r in steps], losses, label=f"{name} LR ({lr:g}{stopped})")
     ax.set(xlabel="update step", ylabel="training loss (clipped at 10)", yscale="log",
            title="Loss curves for four learning rates (SGD, digits)")  # fmt: skip
     ax.legend()
