@@ -222,6 +222,19 @@ def score_split(names: list[str], logits, labels, combines: list[str], scorer: S
     return rows
 
 
+def score_saved(
+    model_dirs: dict[str, Path], data_args: DataArguments, split: str = "test"
+) -> dict[str, dict]:
+    """Accuracy, NLL and ECE of saved models on one split, and with several their ensemble."""
+    data = load_image_data(data_args)
+    models = Ensemble([load_member(d) for d in model_dirs.values()], "probs", data.label_names)
+    loader = eval_loader(data, split, data_args.image_size, 256)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    logits, labels = predict(models, loader, device)
+    combine = ["probs"] if len(model_dirs) > 1 else []
+    return score_split(list(model_dirs), logits, labels, combine, Scorer())
+
+
 def add_best_member(report: dict, names: list[str]) -> None:
     """The member with the best validation accuracy, as a row of its own on every split."""
     best = max(names, key=lambda n: report["validation"][n]["accuracy"])

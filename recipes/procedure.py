@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import yaml
 
 from recipes import runs
-from recipes.config import RecipeConfig, parse_config, read_recipe
+from recipes.config import RecipeConfig, parse_config
 from recipes.errors import RecipeError
 from recipes.report import Section
 
@@ -106,17 +107,9 @@ def open_folder(folder: Path, recipe: str | None, args: argparse.Namespace) -> N
                 "use --output_dir for a new folder or --overwrite"
             )
     if args.overwrite and folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(mine, indent=2))
-
-
-def base_config(recipe: str | None, report_to: str) -> RecipeConfig:
-    if recipe:
-        read_recipe(recipe)
-    return parse_config(recipe, ["--report_to", report_to])
 
 
 def checks_step(config: RecipeConfig, folder: Path) -> dict[str, dict]:
@@ -216,23 +209,6 @@ def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
     return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
 
 
-def test_scores(model_dirs: dict[str, Path], config: RecipeConfig) -> dict[str, dict]:
-    """Accuracy, NLL and ECE on the test split, of each model and (with several) their ensemble."""
-    import torch
-
-    from recipes.data import load_image_data
-    from recipes.ensemble import Ensemble, eval_loader, load_member, predict, score_split
-    from recipes.metrics import Scorer
-
-    data = load_image_data(config.data)
-    ensemble = Ensemble([load_member(d) for d in model_dirs.values()], "probs", data.label_names)
-    loader = eval_loader(data, "test", config.data.image_size, 256)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    logits, labels = predict(ensemble, loader, device)
-    combine = ["probs"] if len(model_dirs) > 1 else []
-    return score_split(list(model_dirs), logits, labels, combine, Scorer())
-
-
 def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, Path]:
     """The final model plus the models of the best other finished trials."""
     rows = [
@@ -290,9 +266,10 @@ def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> li
 def tune(recipe: str | None, args: argparse.Namespace) -> int:
     """Run (or continue) the procedure; 0 when a final model was trained, 1 when a check failed."""
     from recipes.cli import run_recipe
+    from recipes.ensemble import score_saved
 
     budget = Budget.parse(args.budget)
-    config = base_config(recipe, args.report_to)
+    config = parse_config(recipe, ["--report_to", args.report_to])
     folder = Path(args.output_dir or Path("runs") / f"tune-{runs.run_name(config)}")
     open_folder(folder, recipe, args)
     clock, notes = Clock(folder, budget), []
@@ -317,7 +294,7 @@ def tune(recipe: str | None, args: argparse.Namespace) -> int:
     final = parse_config(recipe, final_args(best, folder, 2 * best["epochs"]))
     run_recipe(final)
     members = ensemble_members(folder / "final", stages, args.ensemble)
-    scores = test_scores(members, final)
+    scores = score_saved(members, final.data)
     clock.record("final model and test", started)
     write(folder, recipe, budget, checks, stages, scores, notes, clock)
     top = scores.get("ensemble", scores["final"])

@@ -11,9 +11,8 @@ import torch
 
 from recipes import runs
 from recipes.config import RecipeConfig, parse_config
-from recipes.data import build_transforms, load_image_data, make_loader
+from recipes.data import load_image_data
 from recipes.errors import RecipeError
-from recipes.models import load_model
 
 METHODS = ("scratch", "linear_probe", "finetune", "probe_finetune")
 PROBE_EPOCHS = 10
@@ -22,16 +21,9 @@ PROBE_EPOCHS = 10
 @torch.no_grad()
 def test_accuracy(config: RecipeConfig, model_dir: Path) -> float:
     """Top-1 accuracy of a saved model folder on the recipe's test split (loaded like any model)."""
-    from recipes.engine import build_setup
+    from recipes.ensemble import score_saved
 
-    setup = build_setup(config)
-    model = load_model(model_dir)
-    _, eval_tf = build_transforms(config.data, setup.data_config)
-    hits = [
-        (model(images).argmax(-1) == labels).float()
-        for images, labels in make_loader(setup.data, "test", eval_tf, 256, False)
-    ]
-    return torch.cat(hits).mean().item()
+    return score_saved({"model": model_dir}, config.data)["model"]["accuracy"]
 
 
 def run_overrides(overrides: list[str]) -> tuple[RecipeConfig, dict]:
