@@ -18,8 +18,8 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "train a recipe (YAML file, then --key value overrides)",
     ),
     "schedules": ("recipes.cli", "schedules_command", "draw every LR schedule family to PNG files"),
-    "sweep": ("recipes.search", "sweep_command", "run a W&B sweep file locally (Optuna); --refine"),
-    "ensemble": ("recipes.ensemble", "ensemble_command", "score (or train) an ensemble; save it"),
+    "sweep": ("recipes.sweep", "sweep_command", "run a W&B sweep file locally (Optuna); --refine"),
+    "ensemble": ("recipes.ensemble_command", "ensemble_command", "score or train an ensemble"),
     "soup": ("recipes.soup", "soup_command", "uniform and greedy model soups of checkpoints"),
     "transfer": (
         "recipes.transfer",
@@ -27,7 +27,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "transfer advice, the transfer study, backbones",
     ),
     "check": (
-        "recipes.tuning",
+        "recipes.check_command",
         "check_command",
         "initial loss, overfit a small sample, LR range test",
     ),

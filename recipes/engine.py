@@ -22,7 +22,7 @@ from recipes.config import RecipeConfig
 from recipes.data import ImageData, build_transforms, load_image_data, make_loader
 from recipes.errors import RecipeError
 from recipes.models import create_model, save_model, train_mode
-from recipes.parallel import check_gpu_request, device_kwargs
+from recipes.parallel import check_gpu_request, device_kwargs, whole_weights, zero_stage
 from recipes.schedules import build_optimizer, build_scheduler, epochs_to_steps, scale_learning_rate
 from recipes.tracking import tracker_setup
 
@@ -208,6 +208,13 @@ def replica_spread(accelerator: Accelerator, model: torch.nn.Module) -> float:
     return (gathered - gathered[0]).abs().max().item()
 
 
+def save_main(accelerator: Accelerator, model, directory: Path, setup: Setup) -> None:
+    """Every process gathers ZeRO-3 shards, the main one writes the whole model."""
+    with whole_weights(accelerator, model):
+        if accelerator.is_main_process:
+            save_model(model, directory, setup.data.label_names, setup.data_config)
+
+
 def finish(
     accelerator, config, setup: Setup, model, ema, run_dir: Path, state: dict, stopped: bool
 ) -> dict:
@@ -216,10 +223,14 @@ def finish(
 
     accelerator.wait_for_everyone()
     history = runs.read_jsonl(run_dir / runs.EPOCHS_FILE)
+    with whole_weights(accelerator, model):
+        spread = replica_spread(accelerator, model)
+        if accelerator.is_main_process:
+            save_model(model, run_dir / "model", setup.data.label_names, setup.data_config)
     results = {
         "run_dir": str(run_dir),
         "num_processes": accelerator.num_processes,
-        "replica_spread": replica_spread(accelerator, model),
+        "replica_spread": spread,
         "train_examples": len(setup.data.splits["train"]),
         "steps": state["step"],
         "epochs": state["epoch"],
@@ -233,7 +244,6 @@ def finish(
         },
     }
     if accelerator.is_main_process:
-        save_model(model, run_dir / "model", setup.data.label_names, setup.data_config)
         if ema is not None:
             save_model(ema.module, run_dir / "ema_model", setup.data.label_names, setup.data_config)
         if history:
@@ -267,6 +277,11 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
     val_loader = make_loader(
         data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers
     )
+    if t.ema_decay and zero_stage(accelerator) == 3:
+        raise RecipeError(
+            "ema_decay: an EMA of ZeRO-3 sharded weights is not supported; "
+            "use accelerate_configs/deepspeed_zero2.yaml or drop ema_decay"
+        )
     ema = ModelEmaV3(model.to(accelerator.device), t.ema_decay) if t.ema_decay else None
     optimizer = build_optimizer(
         model,
@@ -329,9 +344,9 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
                 loss = log_step(accelerator, sums, scheduler, state, position, run_dir)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 sums.zero_()
-            if state["step"] in snapshots and main:
+            if state["step"] in snapshots:
                 snapshot = run_dir / "snapshots" / f"step_{state['step']}"
-                save_model(unwrapped, snapshot, data.label_names, setup.data_config)
+                save_main(accelerator, unwrapped, snapshot, setup)
             if t.save_steps and state["step"] % t.save_steps == 0:
                 save_checkpoint(accelerator, run_dir, {**state, "epoch": epoch}, t.save_total_limit)
         metrics = epoch_metrics(accelerator, model, val_loader, epoch_sums, ema, t.channels_last)
@@ -346,8 +361,7 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         accelerator.log(record, step=state["step"])
         if metrics["val_accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=metrics["val_accuracy"], best_epoch=epoch + 1)
-            if main:
-                save_model(unwrapped, run_dir / "best_model", data.label_names, setup.data_config)
+            save_main(accelerator, unwrapped, run_dir / "best_model", setup)
         if main:
             runs.append_jsonl(
                 run_dir / runs.EPOCHS_FILE, {**record, "seconds": time.perf_counter() - start}

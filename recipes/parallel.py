@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from accelerate.utils import InitProcessGroupKwargs
@@ -157,6 +158,27 @@ def device_kwargs() -> dict:
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         return {"cpu": False, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
     return {"cpu": True}
+
+
+def zero_stage(accelerator) -> int:
+    """The DeepSpeed ZeRO stage of this run, 0 without DeepSpeed."""
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin.zero_stage if plugin is not None else 0
+
+
+@contextlib.contextmanager
+def whole_weights(accelerator, model: nn.Module) -> Iterator[None]:
+    """ZeRO-3 leaves each process a shard of every large weight; saving needs them whole.
+
+    Every process must enter (the gather is collective); only the main one should write.
+    """
+    if zero_stage(accelerator) != 3:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        yield
 
 
 def bubble_fraction(stages: int, micro_batches: int) -> float:

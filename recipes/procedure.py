@@ -114,7 +114,7 @@ def open_folder(folder: Path, recipe: str | None, args: argparse.Namespace) -> N
 
 def checks_step(config: RecipeConfig, folder: Path) -> dict[str, dict]:
     """Steps 1-3 with `recipes.tuning.run_checks`; a finished checks.json is reused."""
-    from recipes.tuning import CHECKS_FILE
+    from recipes.checks import CHECKS_FILE
 
     saved = folder / "checks" / CHECKS_FILE
     if not saved.is_file():
@@ -226,14 +226,16 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
 
 def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> list[Stage]:
     """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
-    from recipes import search
     from recipes.curves import diagnose, load_history
+    from recipes.search import run_stage
+    from recipes.sweep_refine import refine
+    from recipes.sweep_report import summarize
     from recipes.sweep_spec import build_spec
 
     spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
     started = time.perf_counter()
-    study = search.run_stage(spec, stage_folder, sweep_args())
-    stages.append(Stage("coarse", stage_folder, search.summarize(spec, study, stage_folder)))
+    study = run_stage(spec, stage_folder, sweep_args())
+    stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
     for round_ in (1, 2):
         last = stages[-1].summary["trials"]
@@ -245,10 +247,10 @@ def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> li
                          f"{max(clock.left(), 0):.0f}s of the budget left")  # fmt: skip
             break
         started = time.perf_counter()
-        spec, study = search.refine(spec, study, stage_folder, sweep_args())
+        spec, study = refine(spec, study, stage_folder, sweep_args())
         stage_folder = stage_folder / "refine"
         stages.append(Stage(f"refine {round_}", stage_folder,
-                            search.summarize(spec, study, stage_folder)))  # fmt: skip
+                            summarize(spec, study, stage_folder)))  # fmt: skip
         clock.record(f"5 refine (round {round_})", started)
         best = stages[-1].summary.get("best")
         findings = diagnose(load_history(best["run_dir"])) if best else []

@@ -13,18 +13,20 @@ from recipes.data import load_image_data
 from recipes.ensemble import (
     Ensemble,
     Normalized,
-    argument_error,
     build_ensemble,
     check_members,
     eval_loader,
     input_size,
-    member_data,
-    named,
     predict,
     read_model_config,
+    score_split,
+)
+from recipes.ensemble_command import (
+    argument_error,
+    member_data,
+    named,
     row_costs,
     score_members,
-    score_split,
 )
 from recipes.errors import RecipeError
 from recipes.metrics import DEFAULT_METRICS, METRICS_HELP, SPLITS, Scorer, write_report

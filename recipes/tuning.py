@@ -2,155 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from torch.nn.functional import cross_entropy
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from recipes.checks import (
+    CheckReport,
+    CheckResult,
+    CheckSettings,
+    LossFn,
+    first,
+    frozen,
+    make_optimizer,
+    regularisation_off,
+    train_step,
+)
 from recipes.errors import RecipeError
-from recipes.models import train_mode
-from recipes.schedules import build_optimizer
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-CHECKS_FILE = "checks.json"
-
-
-@dataclass
-class CheckSettings:
-    """How the checks train: the recipe's optimizer and each check's budget."""
-
-    optimizer: str = "adamw"
-    lr: float | None = None  # the LR you plan to train with: judged by the sweep, used to overfit
-    weight_decay: float = 1e-4  # the LR sweep's; the overfit check uses none
-    momentum: float = 0.9
-    label_smoothing: float = 0.0
-    init_batches: int = 3
-    overfit_batches: int = 5
-    overfit_steps: int = 300
-    overfit_loss: float = 0.05  # "memorised" means 100% accuracy and a loss below this
-    sweep_steps: int = 100
-    sweep_start: float = 1e-6
-    sweep_end: float = 1.0
-    trial_lrs: tuple[float, ...] = ()  # the lecture's variant: short runs at each of these LRs
-    trial_steps: int = 100
-    drop: float = 0.2  # what "drops the loss significantly" means, as a fraction
-    seed: int = 0
-
-
-@dataclass
-class CheckResult:
-    """One check: did it pass, what it measured, what it found and what to do next."""
-
-    name: str
-    passed: bool
-    values: dict
-    finding: str
-    action: str
-    curve: dict = field(default_factory=dict, repr=False)
-
-
-@dataclass
-class CheckReport:
-    """All checks of one set-up; `passed` only when every check passed."""
-
-    results: list[CheckResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def __getitem__(self, name: str) -> CheckResult:
-        return next(r for r in self.results if r.name == name)
-
-    @property
-    def suggested_lr(self) -> float | None:
-        """The LR range test's suggestion, else the short trials'."""
-        found = [r.values.get("suggested_lr") for r in self.results]
-        return next((lr for lr in found if lr is not None), None)
-
-    def save(self, out_dir: str | Path) -> Path:
-        """checks.json plus a PNG for each check that has a curve."""
-        from recipes.curves import plot_check
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        checks = [asdict(r) for r in self.results]
-        (out / CHECKS_FILE).write_text(
-            json.dumps({"passed": self.passed, "checks": checks}, indent=2)
-        )
-        for result in self.results:
-            if result.curve:
-                plot_check(result, out / f"{result.name}.png")
-        return out / CHECKS_FILE
-
-    def table(self) -> str:
-        """Two lines per check: result, finding and next step; then the numbers."""
-        lines = [f"{'check':<13}{'result':<7}finding -> next step"]
-        for r in self.results:
-            lines.append(
-                f"{r.name:<13}{'pass' if r.passed else 'FAIL':<7}{r.finding} -> {r.action}"
-            )
-            numbers = (
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.values.items()
-            )
-            lines += [" " * 20 + ", ".join(numbers)] if r.values else []
-        return "\n".join(lines)
-
-
-def endless(loader: DataLoader) -> Iterator:
-    """Batches forever, epoch after epoch, without caching them as itertools.cycle does."""
-    while True:
-        yield from loader
-
-
-def first(n: int, loader: DataLoader) -> Iterator:
-    return (batch for _, batch in zip(range(n), endless(loader), strict=False))
-
-
-def regularisation_off(model: torch.nn.Module) -> None:
-    """Training mode (frozen parts stay in eval), with dropout and drop-path off."""
-    train_mode(model)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout) or type(module).__name__ == "DropPath":
-            module.eval()
-
-
-def train_step(model, optimizer, loss_fn: LossFn, batch) -> tuple[float, float]:
-    """One update on one batch; returns the loss and accuracy seen before the update."""
-    device = next(model.parameters()).device
-    images, labels = batch[0].to(device), batch[1].to(device)
-    logits = model(images)
-    loss = loss_fn(logits, labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item(), (logits.argmax(-1) == labels).float().mean().item()
-
-
-def make_optimizer(model, s: CheckSettings, lr: float, weight_decay: float):
-    """timm's optimizer over the trainable weights; None when nothing can train."""
-    if not any(p.requires_grad for p in model.parameters()):
-        return None
-    return build_optimizer(model, s.optimizer, lr, weight_decay, s.momentum)
-
-
-def frozen(name: str) -> CheckResult:
-    return CheckResult(
-        name,
-        False,
-        {},
-        "no weight requires grad: the network is frozen",
-        "unfreeze the model (requires_grad=True) before training",
-    )
 
 
 def initial_loss(model, loader, num_classes: int, loss_fn: LossFn, s: CheckSettings) -> CheckResult:
@@ -428,100 +299,3 @@ def run_checks(
     if out_dir is not None:
         report.save(out_dir)
     return report
-
-
-def _raise(message: str) -> None:
-    raise RecipeError(message)
-
-
-def check_parser() -> argparse.ArgumentParser:
-    """The check's own options; every other --key value is a recipe override."""
-    parser = argparse.ArgumentParser(
-        prog="recipes check RECIPE.yaml",
-        description="Initial loss, overfit a small sample and an LR range test on the recipe's "
-        "model and data; checks.json and plots go to the run folder. Exit code 1 if a check fails.",
-        epilog="Other --key value pairs override the recipe as in `recipes train`. To train with "
-        "the suggestion: --write_recipe NEW.yaml, then `recipes train NEW.yaml`.",
-        allow_abbrev=False,
-    )
-    parser.error = _raise
-    parser.add_argument("--overfit_batches", type=int, default=5, help="batches in the sample")
-    parser.add_argument("--overfit_steps", type=int, default=300, help="steps to memorise it")
-    parser.add_argument("--sweep_steps", type=int, default=100, help="steps of the LR sweep")
-    parser.add_argument(
-        "--trial_lrs", type=parse_lrs, default=(), help="short runs at LRs, e.g. 1e-1,1e-2,1e-3"
-    )
-    parser.add_argument("--trial_steps", type=int, default=100, help="steps of each short run")
-    parser.add_argument("--write_recipe", metavar="NEW.yaml", help="recipe copy with the LR found")
-    return parser
-
-
-def check_command(argv: list[str]) -> None:
-    """`recipes check RECIPE.yaml [--key value ...]`: the checks on what the recipe would train."""
-    from accelerate.utils import set_seed
-
-    from recipes import runs
-    from recipes.config import parse_config
-    from recipes.data import build_transforms, make_loader
-    from recipes.engine import build_setup
-
-    parser = check_parser()
-    if "-h" in argv or "--help" in argv:
-        parser.print_help()
-        return
-    recipe = argv[0] if argv and not argv[0].startswith("-") else None
-    args, overrides = parser.parse_known_args(argv[1:] if recipe else argv)
-    config = parse_config(recipe, overrides)
-    set_seed(config.training.seed)  # the same initial weights `recipes train` starts from
-    t, setup, out = config.training, build_setup(config), runs.run_dir(config)
-    transform = build_transforms(config.data, setup.data_config, augment=False)[0]
-    loader = make_loader(setup.data, "train", transform, t.per_device_train_batch_size, True)
-    model = setup.model.to("cuda" if torch.cuda.is_available() else "cpu")
-    report = run_checks(
-        model,
-        loader,
-        setup.data.num_classes,
-        out_dir=out,
-        optimizer=t.optimizer,
-        lr=t.learning_rate,
-        weight_decay=t.weight_decay,
-        momentum=t.momentum,
-        label_smoothing=t.label_smoothing,
-        overfit_batches=args.overfit_batches,
-        overfit_steps=args.overfit_steps,
-        sweep_steps=args.sweep_steps,
-        trial_lrs=args.trial_lrs,
-        trial_steps=args.trial_steps,
-        seed=t.seed,
-    )
-    print(f"{report.table()}\nwrote {out / CHECKS_FILE} and plots")
-    if args.write_recipe:
-        write_recipe_copy(
-            recipe, overrides, config.to_dict(), report.suggested_lr, args.write_recipe
-        )
-    if not report.passed:
-        sys.exit(1)
-
-
-def parse_lrs(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise RecipeError(f"--trial_lrs {text!r}: give numbers separated by commas") from None
-
-
-def write_recipe_copy(
-    recipe, overrides: list[str], flat: dict, lr: float | None, path: str
-) -> None:
-    """The recipe's keys, the command line's overrides, and the suggested learning_rate."""
-    from recipes.config import read_recipe
-
-    if lr is None:
-        print(f"no learning rate to suggest: {path} not written")
-        return
-    values = read_recipe(recipe) if recipe else {}
-    for key in (arg[2:].split("=", 1)[0] for arg in overrides if arg.startswith("--")):
-        values[key] = flat[key]
-    values["learning_rate"] = float(f"{lr:.2g}")
-    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))
-    print(f"wrote {path} with learning_rate {values['learning_rate']}")

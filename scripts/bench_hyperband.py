@@ -1,4 +1,8 @@
-"""Hyperband against plain random search on digits: same trials, best metric and epochs used."""
+"""Hyperband against plain random search on digits: same trials, best metric and epochs used.
+
+Both sweeps draw the same configurations (same sampler seed); Hyperband (min_iter 1, eta 3, up
+to 27 epochs: 4 brackets) stops the weak ones early. About 12 minutes on 2 cores.
+"""
 
 from __future__ import annotations
 
@@ -48,9 +52,9 @@ def run(raw: dict, name: str, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=9)
-    parser.add_argument("--epochs", type=int, default=9, help="epochs of an unpruned trial")
-    parser.add_argument("--samples", type=int, default=512, help="max_train_samples")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=27, help="epochs of an unpruned trial")
+    parser.add_argument("--samples", type=int, default=256, help="max_train_samples")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = {

@@ -16,14 +16,8 @@ from safetensors.torch import load_file
 from recipes import cli, runs
 from recipes.config import DataArguments
 from recipes.data import build_transforms, load_image_data, make_loader
-from recipes.ensemble import (
-    combine_probs,
-    ensemble_command,
-    eval_loader,
-    load,
-    predict,
-    snapshot_members,
-)
+from recipes.ensemble import combine_probs, eval_loader, load, predict
+from recipes.ensemble_command import ensemble_command, snapshot_members
 from recipes.metrics import METRICS_DIR, Scorer
 from recipes.models import load_model, save_model
 from recipes.schedules import lr_curve

@@ -143,6 +143,16 @@ def test_deepspeed_zero3_trains_and_saves_whole_model(reference: Path, runs_dir:
     load_model(out / "model")
 
 
+def test_zero3_gathers_sharded_weights_to_save(reference: Path, runs_dir: Path):
+    """Every weight sharded (persistence threshold 0): the saved models are whole and right."""
+    out = runs_dir / "zero3_sharded"
+    config = str(ROOT / "tests" / "deepspeed" / "zero3_shard_all.yaml")
+    ok(accelerate(config, out, "--per_device_train_batch_size", "16"))
+    assert max_difference(weights(out), weights(reference)) < 1e-5
+    best = load_file(out / "best_model" / "model.safetensors")
+    assert {k: v.shape for k, v in best.items()} == {k: v.shape for k, v in weights(out).items()}
+
+
 def test_two_machines_on_one_host(reference: Path, runs_dir: Path):
     """Two launchers of multi_node.yaml, machine ranks 0 and 1, meeting at 127.0.0.1."""
     out = runs_dir / "multi_node"
