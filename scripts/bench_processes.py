@@ -1,7 +1,8 @@
 """Throughput of 1 process with 2 threads against 2 processes with 1 thread each, same global batch.
 
-Both run the engine on digits; images/s is the training set over the second epoch's wall time
-(training plus the same validation pass in both), so start-up is not counted.
+Both run the engine on digits; images/s is the training set over the median epoch's wall time
+after the first (training plus the same validation pass in both), so start-up is not counted.
+The two layouts alternate for --repeats rounds; medians are reported.
 
     python scripts/bench_processes.py --model test_convnext --batch 64
 """
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="test_convnext")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64, help="global batch")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     return parser.parse_args()
 
 
@@ -35,9 +39,9 @@ def free_port() -> str:
 
 
 def images_per_second(out: Path, processes: int, opts: argparse.Namespace) -> float:
-    """Train two epochs; the training images over the second epoch's seconds."""
+    """Train a few epochs; the training images over the median epoch's seconds after the first."""
     args = ["-m", "recipes", "train", "--report_to", "none", "--model_name", opts.model]
-    args += ["--image_size", str(opts.size), "--num_epochs", "2", "--augment", "false"]
+    args += ["--image_size", str(opts.size), "--num_epochs", str(opts.epochs), "--augment", "false"]
     args += [
         "--per_device_train_batch_size",
         str(opts.batch // processes),
@@ -54,18 +58,25 @@ def images_per_second(out: Path, processes: int, opts: argparse.Namespace) -> fl
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     epochs = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
     images = epochs[-1]["step"] // len(epochs) * opts.batch
-    return images / (epochs[1]["seconds"] - epochs[0]["seconds"])
+    seconds = [b["seconds"] - a["seconds"] for a, b in zip(epochs, epochs[1:], strict=False)]
+    return images / statistics.median(seconds)
 
 
 def main() -> None:
     opts = parse_args()
+    rates: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
-        threads = images_per_second(Path(tmp) / "threads", 1, opts)
-        processes = images_per_second(Path(tmp) / "processes", 2, opts)
-    print(f"{opts.model} at {opts.size} px, global batch {opts.batch}")
-    print(f"1 process x 2 threads:   {threads:8.1f} images/s")
-    print(f"2 processes x 1 thread:  {processes:8.1f} images/s")
-    print(f"processes / threads:     {processes / threads:8.2f}")
+        for i in range(opts.repeats):
+            for processes in (1, 2):
+                out = Path(tmp) / f"p{processes}-{i}"
+                rates[processes].append(images_per_second(out, processes, opts))
+    ratios = [two / one for one, two in zip(rates[1], rates[2], strict=True)]
+    threads, processes = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"{opts.model} at {opts.size} px, global batch {opts.batch}, {opts.repeats} rounds")
+    print(f"1 process x 2 threads:   {threads:8.1f} images/s (median)")
+    print(f"2 processes x 1 thread:  {processes:8.1f} images/s (median)")
+    rounds = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"processes / threads:     {statistics.median(ratios):8.2f} (rounds: {rounds})")
 
 
 if __name__ == "__main__":
