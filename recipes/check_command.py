@@ -47,7 +47,7 @@ def check_command(argv: list[str]) -> None:
     from recipes import runs
     from recipes.config import parse_config
     from recipes.data import build_transforms, make_loader
-    from recipes.engine import build_setup
+    from recipes.run_setup import build_setup
 
     parser = check_parser()
     if "-h" in argv or "--help" in argv:

@@ -3,80 +3,28 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, skip_first_batches
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from timm.data import resolve_data_config
+from accelerate.utils import set_seed
 from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 from recipes import runs
 from recipes.config import RecipeConfig
-from recipes.data import ImageData, build_transforms, load_image_data, make_loader
+from recipes.data import build_transforms, make_loader
 from recipes.errors import RecipeError
-from recipes.models import create_model, save_model, train_mode
-from recipes.parallel import check_gpu_request, device_kwargs, whole_weights, zero_stage
+from recipes.models import save_model, train_mode
+from recipes.parallel import whole_weights, zero_stage
+from recipes.run_setup import Setup, build_setup, make_accelerator
 from recipes.schedules import build_optimizer, build_scheduler, epochs_to_steps, scale_learning_rate
 from recipes.tracking import tracker_setup
 
 # Called on the main process after each epoch with (epoch, metrics); True stops the run.
 EpochHook = Callable[[int, dict], bool]
-
-
-@dataclass
-class Setup:
-    """What a run is built from: data, the model and its preprocessing."""
-
-    data: ImageData
-    model: torch.nn.Module
-    data_config: dict
-
-
-def build_setup(config: RecipeConfig) -> Setup:
-    """Load the data and create the model the recipe describes."""
-    data = load_image_data(config.data)
-    model = create_model(config.model, data.num_classes, data.label_names)
-    size = config.data.image_size
-    data_config = resolve_data_config({"input_size": (3, size, size)}, model=model)
-    data_config.update(crop_pct=1.0, interpolation="bilinear")
-    return Setup(data, model, data_config)
-
-
-def make_accelerator(config: RecipeConfig, log_with: list[str], run_dir: Path) -> Accelerator:
-    """Accelerate on GPU when there is one, CPU (gloo) otherwise; refuse a silent single process."""
-    t = config.training
-    AcceleratorState._reset_state()  # each run sets its own precision, also in one process
-    GradientState._reset_state()
-    check_gpu_request()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        accelerator = Accelerator(
-            **device_kwargs(),
-            mixed_precision=t.mixed_precision,
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            step_scheduler_with_optimizer=False,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-            log_with=log_with or None,
-            project_dir=str(run_dir / "tracking"),
-        )
-    except ValueError as err:
-        raise RecipeError(
-            f"WORLD_SIZE is {world} but the process group cannot start ({err}); launch with "
-            "`accelerate launch --config_file accelerate_configs/cpu_2proc.yaml -m recipes train`"
-        ) from None
-    if world > 1 and accelerator.num_processes == 1:
-        raise RecipeError(
-            f"WORLD_SIZE is {world} but Accelerate sees one process, so the processes would train "
-            "apart; launch with `accelerate launch --config_file accelerate_configs/cpu_2proc.yaml`"
-        )
-    return accelerator
 
 
 def evaluate(model, loader, accelerator: Accelerator, channels_last: bool = False) -> dict:

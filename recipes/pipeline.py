@@ -15,10 +15,11 @@ from recipes import runs
 from recipes.config import RecipeConfig
 from recipes.curves import plot_curves
 from recipes.data import TransformedImages, build_transforms
-from recipes.engine import Setup, build_setup, check_finite
+from recipes.engine import check_finite
 from recipes.errors import RecipeError
 from recipes.models import save_model
 from recipes.parallel import check_pipeline_shape, pipeline_layers, world_size
+from recipes.run_setup import Setup, build_setup
 from recipes.schedules import build_optimizer, build_scheduler, epochs_to_steps, scale_learning_rate
 
 IGNORE = -100  # label of the padding that completes the last evaluation micro-batch

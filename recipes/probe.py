@@ -13,10 +13,10 @@ from accelerate.utils import set_seed
 
 from recipes import runs
 from recipes.config import RecipeConfig
-from recipes.engine import build_setup, make_accelerator
 from recipes.errors import RecipeError
 from recipes.features import POOLED, Features, load_features
 from recipes.models import save_model
+from recipes.run_setup import build_setup, make_accelerator
 from recipes.tracking import tracker_setup
 
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)

@@ -206,7 +206,7 @@ def choose_settings(similar: bool, little: bool, stage_accuracy: dict[str, float
 
 def advise(config: RecipeConfig) -> Advice:
     """Measure the data's size and its similarity to the pretraining, then place it in the table."""
-    from recipes.engine import build_setup
+    from recipes.run_setup import build_setup
 
     has_weights = bool(config.model.pretrained or config.model.checkpoint)
     probe_config = with_fields(config, mode="linear_probe" if has_weights else "scratch")

@@ -19,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from recipes.checks import CheckSettings, make_optimizer, train_step
 from recipes.config import parse_config
 from recipes.data import build_transforms, make_loader
-from recipes.engine import build_setup
+from recipes.run_setup import build_setup
 from recipes.tuning import run_checks
 
 GOAL_SECONDS = 60.0

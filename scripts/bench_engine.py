@@ -19,7 +19,8 @@ import torch
 
 from recipes.config import parse_config
 from recipes.data import build_transforms, make_loader
-from recipes.engine import build_setup, train
+from recipes.engine import train
+from recipes.run_setup import build_setup
 from recipes.schedules import build_optimizer, build_scheduler
 
 

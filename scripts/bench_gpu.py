@@ -80,7 +80,7 @@ def plain_rate(config, opts: argparse.Namespace) -> tuple[float, float]:
     import torch
 
     from recipes.data import build_transforms, make_loader
-    from recipes.engine import build_setup
+    from recipes.run_setup import build_setup
     from recipes.schedules import build_optimizer
 
     t, device = config.training, opts.device

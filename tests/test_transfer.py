@@ -13,10 +13,10 @@ import torch
 from recipes.cli import main, run_recipe
 from recipes.config import parse_config
 from recipes.data import load_image_data
-from recipes.engine import build_setup
 from recipes.errors import RecipeError
 from recipes.features import layer_outputs, load_features
 from recipes.models import freeze_stages, load_model, save_model, stage_names, train_mode
+from recipes.run_setup import build_setup
 from recipes.transfer import advise
 from recipes.transfer_study import test_accuracy as accuracy_on_test
 

@@ -15,8 +15,8 @@ from torch.utils.data import Dataset, TensorDataset
 from recipes.cli import main
 from recipes.config import parse_config
 from recipes.data import build_transforms, make_loader
-from recipes.engine import build_setup
 from recipes.errors import RecipeError
+from recipes.run_setup import build_setup
 from recipes.tuning import run_checks
 
 ZOO = dict(batch_size=16, lr=3e-3)
