@@ -10,25 +10,19 @@ import torch
 import yaml
 
 from recipes.checks import CHECKS_FILE
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 from recipes.tuning import run_checks
-
-
-def _raise(message: str) -> None:
-    raise RecipeError(message)
 
 
 def check_parser() -> argparse.ArgumentParser:
     """The check's own options; every other --key value is a recipe override."""
-    parser = argparse.ArgumentParser(
-        prog="recipes check RECIPE.yaml",
+    parser = command_parser(
+        "recipes check RECIPE.yaml",
         description="Initial loss, overfit a small sample and an LR range test on the recipe's "
         "model and data; checks.json and plots go to the run folder. Exit code 1 if a check fails.",
         epilog="Other --key value pairs override the recipe as in `recipes train`. To train with "
         "the suggestion: --write_recipe NEW.yaml, then `recipes train NEW.yaml`.",
-        allow_abbrev=False,
     )
-    parser.error = _raise
     parser.add_argument("--overfit_batches", type=int, default=5, help="batches in the sample")
     parser.add_argument("--overfit_steps", type=int, default=300, help="steps to memorise it")
     parser.add_argument("--sweep_steps", type=int, default=100, help="steps of the LR sweep")

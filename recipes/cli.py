@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 
 # verb -> (module, function, one-line description); modules load only when their verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -75,7 +74,7 @@ def schedules_command(argv: list[str]) -> None:
     """`recipes schedules --out DIR [--steps N] [--warmup N]`."""
     from recipes.schedules import plot_schedules
 
-    parser = argparse.ArgumentParser(prog="recipes schedules", description=VERBS["schedules"][2])
+    parser = command_parser("recipes schedules", description=VERBS["schedules"][2])
     parser.add_argument("--out", default="schedules")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, argument_error
 
 DIGITS_RECIPES = Path(__file__).parent / "configs" / "digits"
 
@@ -300,14 +300,10 @@ def _none_strings(obj: Any) -> None:
             setattr(obj, f.name, None)
 
 
-def _raise(message: str) -> None:
-    raise RecipeError(message)
-
-
 def build_parser() -> HfArgumentParser:
     """The one argument parser; its errors become one-line `RecipeError`s."""
     parser = HfArgumentParser(ARGUMENT_CLASSES, prog="recipes train", allow_abbrev=False)
-    parser.error = _raise
+    parser.error = argument_error
     return parser
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from recipes import runs
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 
 
 @dataclass
@@ -273,14 +272,9 @@ def format_findings(findings: list[Finding]) -> str:
     return "\n".join(f"learning curves: {f}" for f in findings)
 
 
-def _refuse(message: str) -> None:
-    raise RecipeError(f"{message}; usage: recipes curves RUN_DIR [--out PNG]")
-
-
 def curves_command(argv: list[str]) -> None:
     """`recipes curves RUN_DIR [--out PNG]`: plot a run's curves and print the diagnosis."""
-    parser = argparse.ArgumentParser(prog="recipes curves", description=__doc__)
-    parser.error = _refuse
+    parser = command_parser("recipes curves", description=__doc__)
     parser.add_argument("run_dir", help="a folder `recipes train` wrote")
     parser.add_argument("--out", help="PNG file (default RUN_DIR/curves.png)")
     args = parser.parse_args(argv)

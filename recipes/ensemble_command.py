@@ -25,7 +25,7 @@ from recipes.ensemble import (
     save,
     score_split,
 )
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 from recipes.metrics import DEFAULT_METRICS, METRICS_HELP, SPLITS, Scorer, write_report
 from recipes.models import WEIGHTS_FILE
 
@@ -169,11 +169,6 @@ def named(directories: list[Path]) -> dict[str, Path]:
     return members
 
 
-def argument_error(message: str) -> None:
-    """argparse's errors as one-line `RecipeError`s, like every other bad input."""
-    raise RecipeError(message)
-
-
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, str | None, list[str]]:
     """Options of `recipes ensemble`; the rest are `--key value` recipe overrides."""
     recipe = argv[0] if argv and not argv[0].startswith("-") else None
@@ -181,7 +176,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, str | None, list[st
         "recipes ensemble [RECIPE.yaml] --members N [--key value ...] | --from-sweep DIR "
         "--top K | --snapshots RUN_DIR | --models DIR DIR... [options]"
     )
-    parser = argparse.ArgumentParser(prog="recipes ensemble", usage=usage, allow_abbrev=False)
+    parser = command_parser("recipes ensemble", usage=usage)
     parser.add_argument("--members", type=int, help="train N members of RECIPE that differ by seed")
     parser.add_argument("--from-sweep", dest="sweep", help="take the best trials of a sweep folder")
     parser.add_argument("--top", type=int, default=3, help="how many trials of the sweep")
@@ -198,7 +193,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, str | None, list[st
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help=METRICS_HELP)
     parser.add_argument("--data", help="recipe whose data scores members saved outside run folders")
     parser.add_argument("--batch_size", type=int, default=256)
-    parser.error = argument_error
     args, overrides = parser.parse_known_args(argv[1:] if recipe else argv)
     if sum(map(bool, (args.members is not None, args.sweep, args.snapshots, args.models))) != 1:
         raise RecipeError(

@@ -16,7 +16,7 @@ import yaml
 
 from recipes import runs
 from recipes.config import RecipeConfig, parse_config
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 from recipes.tune_report import write
 
 CHECK_SECONDS = 45  # the three checks on 2 CPU cores with the default recipe (bench_checks.py)
@@ -309,9 +309,7 @@ def tune_command(argv: list[str]) -> None:
     """`recipes tune [RECIPE.yaml] [--budget 5m|N] [--ensemble K] [--output_dir DIR]`."""
     import sys
 
-    parser = argparse.ArgumentParser(
-        prog="recipes tune", description="the lecture's seven-step procedure, end to end"
-    )
+    parser = command_parser("recipes tune", description="the lecture's procedure, end to end")
     parser.add_argument("recipe", nargs="?", help="recipe YAML (default: embedded digits)")
     parser.add_argument("--budget", default="5m", help="wall clock (5m, 300s) or trials (12)")
     parser.add_argument("--ensemble", type=int, default=1, help="final: ensemble of the top K")

@@ -22,13 +22,12 @@ from recipes.ensemble import (
     score_split,
 )
 from recipes.ensemble_command import (
-    argument_error,
     member_data,
     named,
     row_costs,
     score_members,
 )
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 from recipes.metrics import DEFAULT_METRICS, METRICS_HELP, SPLITS, Scorer, write_report
 from recipes.models import read_shapes, save_model, weights_file
 
@@ -97,13 +96,12 @@ def greedy_soup(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="recipes soup", allow_abbrev=False)
+    parser = command_parser("recipes soup")
     parser.add_argument("checkpoints", nargs="+", help="saved model folders of one architecture")
     parser.add_argument("--out", help="folder for the soups (default: beside the checkpoints)")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help=METRICS_HELP)
     parser.add_argument("--data", help="recipe whose data scores checkpoints outside run folders")
     parser.add_argument("--batch_size", type=int, default=256)
-    parser.error = argument_error
     return parser.parse_args(argv)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 from recipes.search import budget, run_stage
 from recipes.sweep_agent import agent_command
 from recipes.sweep_params import describe, edge_values
@@ -43,9 +43,7 @@ def print_plan(spec: SweepSpec, args: argparse.Namespace) -> None:
 
 def sweep_command(argv: list[str]) -> None:
     """`recipes sweep SWEEP.yaml [--workers N] [--storage URL] [--dry-run] [--refine] ...`."""
-    parser = argparse.ArgumentParser(
-        prog="recipes sweep", description="run a W&B sweep file locally"
-    )
+    parser = command_parser("recipes sweep", description="run a W&B sweep file locally")
     parser.add_argument("sweep", help="W&B sweep YAML (method, metric, parameters, ...)")
     parser.add_argument("--output_dir", help="sweep folder (default sweeps/NAME)")
     parser.add_argument("--storage", help="Optuna storage URL (default SQLite in the sweep folder)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -15,6 +14,7 @@ import torch
 
 from recipes import runs
 from recipes.config import RecipeConfig, parse_config
+from recipes.errors import command_parser
 from recipes.features import POOLED, Features, layer_name, load_features
 from recipes.models import stage_names
 from recipes.probe import probe_features, run_linear_probe, search_l2
@@ -266,7 +266,7 @@ def transfer_command(argv: list[str]) -> None:
         ),
     }
     if not argv or argv[0] not in commands:
-        parser = argparse.ArgumentParser(prog="recipes transfer")
+        parser = command_parser("recipes transfer")
         parser.add_argument(
             "command",
             choices=sorted(commands),

@@ -12,7 +12,7 @@ import torch
 from recipes import runs
 from recipes.config import RecipeConfig, parse_config
 from recipes.data import load_image_data
-from recipes.errors import RecipeError
+from recipes.errors import RecipeError, command_parser
 
 METHODS = ("scratch", "linear_probe", "finetune", "probe_finetune")
 PROBE_EPOCHS = 10
@@ -157,7 +157,7 @@ def plot_study(rows: list[dict], path: Path) -> None:
 
 def study_command(argv: list[str]) -> None:
     """`recipes transfer study [--model_name M] [--shots 5 10 20 all] [--out DIR] ...`."""
-    parser = argparse.ArgumentParser(prog="recipes transfer study", description=run_study.__doc__)
+    parser = command_parser("recipes transfer study", description=run_study.__doc__)
     parser.add_argument("--model_name", default="test_convnext")
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--checkpoint", help="source weights; default: pretrain on --source")
@@ -257,7 +257,7 @@ def plot_compare(rows: list[dict], path: Path) -> None:
 
 def compare_command(argv: list[str]) -> None:
     """`recipes transfer compare-backbones [RECIPE] --backbone NAME=CKPT[@ACC] ... [--k v]`."""
-    parser = argparse.ArgumentParser(prog="recipes transfer compare-backbones")
+    parser = command_parser("recipes transfer compare-backbones")
     parser.add_argument(
         "--backbone", action="append", required=True, help="NAME[=CHECKPOINT][@ACCURACY]"
     )

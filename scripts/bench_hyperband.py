@@ -37,10 +37,10 @@ def sweep(name: str, trials: int, epochs: int, samples: int, hyperband: bool) ->
     return raw
 
 
-def run(raw: dict, name: str, folder: Path) -> dict:
+def run(raw: dict, name: str, folder: Path, seed: int) -> dict:
     """Run one sweep; return its best final val_accuracy, epochs trained and wall time."""
     args = argparse.Namespace(
-        trials=None, storage=None, workers=1, seed=0, qmc=False, overwrite=True
+        trials=None, storage=None, workers=1, seed=seed, qmc=False, overwrite=True
     )
     start = time.perf_counter()
     study = run_stage(build_spec(raw, name), folder / name, args)
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=27, help="epochs of an unpruned trial")
     parser.add_argument("--samples", type=int, default=256, help="max_train_samples")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed of both sweeps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = {
@@ -62,6 +63,7 @@ def main() -> None:
                 sweep(name, args.trials, args.epochs, args.samples, name == "hyperband"),
                 name,
                 Path(tmp),
+                args.seed,
             )
             for name in ("random", "hyperband")
         }
@@ -72,7 +74,7 @@ def main() -> None:
         )
     rand, hb = results["random"], results["hyperband"]
     print(
-        f"hyperband / random: epochs {hb['epochs'] / rand['epochs']:.2f}x, "
+        f"hyperband / random: epochs {hb['epochs'] / rand['epochs']:.3f}x, "
         f"best metric {100 * (hb['best'] - rand['best']):+.2f} points, "
         f"time {hb['seconds'] / rand['seconds']:.2f}x"
     )
