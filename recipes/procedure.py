@@ -179,12 +179,6 @@ def coarse_sweep(recipe: str | None, lr: float, budget: Budget, report_to: str) 
     }
 
 
-def sweep_args() -> argparse.Namespace:
-    return argparse.Namespace(
-        workers=1, trials=None, storage=None, seed=0, qmc=True, overwrite=False, refine=False
-    )
-
-
 @dataclass
 class Stage:
     """One sweep of the procedure (coarse, refine, refine again) and its summary."""
@@ -227,14 +221,14 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
 def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> list[Stage]:
     """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
     from recipes.curves import diagnose, load_history
-    from recipes.search import run_stage
+    from recipes.search import run_stage, stage_options
     from recipes.sweep_refine import refine
     from recipes.sweep_report import summarize
     from recipes.sweep_spec import build_spec
 
     spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
     started = time.perf_counter()
-    study = run_stage(spec, stage_folder, sweep_args())
+    study = run_stage(spec, stage_folder, stage_options(qmc=True))
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
     for round_ in (1, 2):
@@ -247,7 +241,7 @@ def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> li
                          f"{max(clock.left(), 0):.0f}s of the budget left")  # fmt: skip
             break
         started = time.perf_counter()
-        spec, study = refine(spec, study, stage_folder, sweep_args())
+        spec, study = refine(spec, study, stage_folder, stage_options(qmc=True))
         stage_folder = stage_folder / "refine"
         stages.append(Stage(f"refine {round_}", stage_folder,
                             summarize(spec, study, stage_folder)))  # fmt: skip

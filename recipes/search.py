@@ -246,6 +246,17 @@ def run_workers(job: tuple, workers: int, qmc: bool) -> None:
                 print(f"warning: worker {proc.name} exited with code {proc.exitcode}")
 
 
+def stage_options(**given: Any) -> argparse.Namespace:
+    """`recipes sweep`'s options for `run_stage` called from code, with the command's defaults."""
+    defaults = dict(
+        workers=1, trials=None, storage=None, seed=0, qmc=False, overwrite=False, refine=False
+    )
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown sweep option(s) {sorted(unknown)}; valid: {sorted(defaults)}")
+    return argparse.Namespace(**{**defaults, **given})
+
+
 def run_stage(spec: SweepSpec, folder: Path, args: argparse.Namespace) -> optuna.Study:
     """Run (or finish) one sweep in `folder` with `args.workers` processes sharing the storage."""
     target = budget(spec, args.trials)

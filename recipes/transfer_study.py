@@ -7,8 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from recipes import runs
 from recipes.config import RecipeConfig, parse_config
 from recipes.data import load_image_data
@@ -18,7 +16,6 @@ METHODS = ("scratch", "linear_probe", "finetune", "probe_finetune")
 PROBE_EPOCHS = 10
 
 
-@torch.no_grad()
 def test_accuracy(config: RecipeConfig, model_dir: Path) -> float:
     """Top-1 accuracy of a saved model folder on the recipe's test split (loaded like any model)."""
     from recipes.ensemble import score_saved

@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from recipes.search import run_stage  # noqa: E402
+from recipes.search import run_stage, stage_options  # noqa: E402
 from recipes.sweep_spec import build_spec  # noqa: E402
 
 
@@ -39,9 +39,7 @@ def sweep(name: str, trials: int, epochs: int, samples: int, hyperband: bool) ->
 
 def run(raw: dict, name: str, folder: Path, seed: int) -> dict:
     """Run one sweep; return its best final val_accuracy, epochs trained and wall time."""
-    args = argparse.Namespace(
-        trials=None, storage=None, workers=1, seed=seed, qmc=False, overwrite=True
-    )
+    args = stage_options(seed=seed, overwrite=True)
     start = time.perf_counter()
     study = run_stage(build_spec(raw, name), folder / name, args)
     seconds = time.perf_counter() - start

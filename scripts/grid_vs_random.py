@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from recipes.search import run_stage  # noqa: E402
+from recipes.search import run_stage, stage_options  # noqa: E402
 from recipes.sweep_spec import build_spec  # noqa: E402
 
 LR = (1e-4, 1e-1)  # important
@@ -54,9 +54,7 @@ def sweep(method: str, side: int, samples: int) -> dict:
 
 
 def run(method: str, side: int, samples: int, folder: Path) -> list[dict]:
-    args = argparse.Namespace(
-        trials=None, storage=None, workers=1, seed=0, qmc=False, overwrite=True
-    )
+    args = stage_options(overwrite=True)
     study = run_stage(build_spec(sweep(method, side, samples), method), folder / method, args)
     return [
         {**t.user_attrs["values"], "value": t.value} for t in study.trials if t.value is not None
