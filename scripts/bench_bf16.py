@@ -13,9 +13,9 @@ import os
 import tempfile
 import time
 
-from recipes import runs
-from recipes.config import parse_config
-from recipes.engine import train
+from recipes.core import runs
+from recipes.core.config import parse_config
+from recipes.training.engine import train
 
 
 def run(base: list[str], extra: list[str], out: str) -> dict:

@@ -16,11 +16,11 @@ import torch
 from accelerate.utils import set_seed
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from recipes.checks import CheckSettings, make_optimizer, train_step
-from recipes.config import parse_config
-from recipes.data import build_transforms, make_loader
-from recipes.run_setup import build_setup
-from recipes.tuning import run_checks
+from recipes.core.config import parse_config
+from recipes.core.data import build_transforms, make_loader
+from recipes.training.setup import build_setup
+from recipes.tuning.check_report import CheckSettings, make_optimizer, train_step
+from recipes.tuning.checks import run_checks
 
 GOAL_SECONDS = 60.0
 

@@ -1,4 +1,4 @@
-"""Engine overhead: `recipes.engine.train` against a minimal hand-written PyTorch loop.
+"""Engine overhead: `recipes.training.engine.train` against a minimal hand-written PyTorch loop.
 
 Both train the same timm model on the same data, batch, optimizer, schedule and number of
 updates, and both evaluate on the validation split after each epoch. They run alternately in
@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from recipes.config import parse_config
-from recipes.data import build_transforms, make_loader
-from recipes.engine import train
-from recipes.run_setup import build_setup
+from recipes.core.config import parse_config
+from recipes.core.data import build_transforms, make_loader
 from recipes.schedules import build_optimizer, build_scheduler
+from recipes.training.engine import train
+from recipes.training.setup import build_setup
 
 
 def hand_loop(config) -> float:

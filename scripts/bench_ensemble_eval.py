@@ -17,10 +17,10 @@ from pathlib import Path
 import timm
 import torch
 
-from recipes.config import DataArguments
-from recipes.data import load_image_data
-from recipes.ensemble import Ensemble, build_ensemble, eval_loader, predict
-from recipes.models import save_model
+from recipes.core.arguments import DataArguments
+from recipes.core.data import load_image_data
+from recipes.core.models import save_model
+from recipes.ensembles.ensemble import Ensemble, build_ensemble, eval_loader, predict
 
 
 def random_members(folder: Path, count: int, model_name: str, size: int) -> list[Path]:

@@ -62,10 +62,10 @@ def training_rate(stamps: list[float], steps: int, batch: int) -> float:
 
 
 def engine_rate(config, opts: argparse.Namespace) -> tuple[float, float]:
-    """recipes.engine.train: (whole epochs, training only) images/s."""
+    """recipes.training.engine.train: (whole epochs, training only) images/s."""
     import timm
 
-    from recipes.engine import train
+    from recipes.training.engine import train
 
     epochs = []
     model_class = type(timm.create_model(opts.model, pretrained=False)).__name__
@@ -79,9 +79,9 @@ def plain_rate(config, opts: argparse.Namespace) -> tuple[float, float]:
     """A hand-written loop over the same loaders: (whole epochs, training only) images/s."""
     import torch
 
-    from recipes.data import build_transforms, make_loader
-    from recipes.run_setup import build_setup
+    from recipes.core.data import build_transforms, make_loader
     from recipes.schedules import build_optimizer
+    from recipes.training.setup import build_setup
 
     t, device = config.training, opts.device
     setup = build_setup(config)
@@ -124,7 +124,7 @@ def main() -> None:
     if opts.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from recipes.config import parse_config
+    from recipes.core.config import parse_config
 
     with tempfile.TemporaryDirectory() as tmp:
         config = parse_config(None, config_args(opts, tmp))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from recipes.search import run_stage, stage_options  # noqa: E402
-from recipes.sweep_spec import build_spec  # noqa: E402
+from recipes.search.engine import SweepOptions, run_stage  # noqa: E402
+from recipes.search.spec import build_spec  # noqa: E402
 
 
 def sweep(name: str, trials: int, epochs: int, samples: int, hyperband: bool) -> dict:
@@ -39,7 +39,7 @@ def sweep(name: str, trials: int, epochs: int, samples: int, hyperband: bool) ->
 
 def run(raw: dict, name: str, folder: Path, seed: int) -> dict:
     """Run one sweep; return its best final val_accuracy, epochs trained and wall time."""
-    args = stage_options(seed=seed, overwrite=True)
+    args = SweepOptions(seed=seed, overwrite=True)
     start = time.perf_counter()
     study = run_stage(build_spec(raw, name), folder / name, args)
     seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from recipes.transfer_study import run_overrides, test_accuracy  # noqa: E402
+from recipes.transfer.study import run_overrides, test_accuracy  # noqa: E402
 
 SOURCE, TARGET = ["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]
 

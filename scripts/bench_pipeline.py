@@ -17,7 +17,7 @@ import timm
 import torch
 from deepspeed.pipe import PipelineModule
 
-from recipes.parallel import bubble_fraction, pipeline_layers
+from recipes.distributed.layers import bubble_fraction, pipeline_layers
 
 
 def parse_args() -> argparse.Namespace:

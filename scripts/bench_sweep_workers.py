@@ -13,8 +13,8 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from recipes.search import run_stage, stage_options  # noqa: E402
-from recipes.sweep_spec import build_spec  # noqa: E402
+from recipes.search.engine import SweepOptions, run_stage  # noqa: E402
+from recipes.search.spec import build_spec  # noqa: E402
 
 
 def sweep(trials: int, epochs: int, samples: int, model: str) -> dict:
@@ -34,7 +34,7 @@ def sweep(trials: int, epochs: int, samples: int, model: str) -> dict:
 
 def trials_per_hour(raw: dict, workers: int, folder: Path) -> float:
     """Wall time of the whole sweep, worker start-up included."""
-    args = stage_options(workers=workers, overwrite=True)
+    args = SweepOptions(workers=workers, overwrite=True)
     start = time.perf_counter()
     study = run_stage(build_spec(raw, f"workers{workers}"), folder / f"workers{workers}", args)
     seconds = time.perf_counter() - start

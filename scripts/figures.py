@@ -44,7 +44,7 @@ def script(name: str, *args: str) -> None:
 
 def lr_losses(out: Path, work: Path) -> None:
     """Loss against updates for a very high, high, low and good LR (the lecture's sketch)."""
-    from recipes import runs
+    from recipes.core import runs
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -67,7 +67,7 @@ def lr_losses(out: Path, work: Path) -> None:
 
 
 def schedules(out: Path, work: Path) -> None:
-    from recipes.schedules import plot_schedules
+    from recipes.schedules.plots import plot_schedules
 
     paths = plot_schedules(work / "schedules")
     shutil.copy(next(p for p in paths if p.name == "lr_families.png"), out / "lr_families.png")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from recipes.search import run_stage, stage_options  # noqa: E402
-from recipes.sweep_spec import build_spec  # noqa: E402
+from recipes.search.engine import SweepOptions, run_stage  # noqa: E402
+from recipes.search.spec import build_spec  # noqa: E402
 
 LR = (1e-4, 1e-1)  # important
 DROP = (0.0, 0.3)  # unimportant: drop_rate of a tiny model for one epoch
@@ -54,7 +54,7 @@ def sweep(method: str, side: int, samples: int) -> dict:
 
 
 def run(method: str, side: int, samples: int, folder: Path) -> list[dict]:
-    args = stage_options(overwrite=True)
+    args = SweepOptions(overwrite=True)
     study = run_stage(build_spec(sweep(method, side, samples), method), folder / method, args)
     return [
         {**t.user_attrs["values"], "value": t.value} for t in study.trials if t.value is not None

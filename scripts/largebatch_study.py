@@ -51,8 +51,8 @@ def train(out: Path, processes: int, args: list[str]) -> dict:
     """One `recipes train` run, here or launched on CPU processes; its results and history."""
     args = [*args, "--output_dir", str(out)]
     if processes == 1:
-        from recipes.cli import run_recipe
-        from recipes.config import parse_config
+        from recipes.core.config import parse_config
+        from recipes.training.route import run_recipe
 
         run_recipe(parse_config(None, args))
     else:

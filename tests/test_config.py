@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.config import DIGITS_RECIPES, parse_config
-from recipes.errors import RecipeError
+from recipes.core.config import DIGITS_RECIPES, parse_config
+from recipes.core.errors import RecipeError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from recipes.cli import main
-from recipes.curves import diagnose, load_history
-from recipes.errors import RecipeError
+from recipes.core.errors import RecipeError
+from recipes.tuning.curves import diagnose, load_history
 from tests.conftest import FAST, run_cli
 
 N = 100  # logged steps, every 10 updates

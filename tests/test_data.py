@@ -13,9 +13,9 @@ from datasets import ClassLabel
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from recipes.config import DataArguments
-from recipes.data import build_transforms, load_image_data, make_loader
-from recipes.errors import RecipeError
+from recipes.core.arguments import DataArguments
+from recipes.core.data import build_transforms, load_image_data, make_loader
+from recipes.core.errors import RecipeError
 
 DATA_CONFIG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recipes import runs
 from recipes.cli import main
-from recipes.config import parse_config
-from recipes.engine import train
-from recipes.errors import RecipeError
+from recipes.core import runs
+from recipes.core.config import parse_config
+from recipes.core.errors import RecipeError
+from recipes.training.engine import train
 from tests.conftest import FAST, PYTHON, ROOT, run_cli
 
 SMALL = [

@@ -13,15 +13,17 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from recipes import cli, runs
-from recipes.config import DataArguments
-from recipes.data import build_transforms, load_image_data, make_loader
-from recipes.ensemble import combine_probs, eval_loader, load, predict
-from recipes.ensemble_command import ensemble_command, snapshot_members
-from recipes.metrics import METRICS_DIR, Scorer
-from recipes.models import load_model, save_model
+from recipes import cli
+from recipes.cli.ensemble import ensemble_command
+from recipes.cli.soup import soup_command
+from recipes.core import runs
+from recipes.core.arguments import DataArguments
+from recipes.core.data import build_transforms, load_image_data, make_loader
+from recipes.core.models import load_model, save_model
+from recipes.ensembles.ensemble import combine_probs, eval_loader, load, predict
+from recipes.ensembles.members import snapshot_members
+from recipes.ensembles.metrics import METRICS_DIR, Scorer
 from recipes.schedules import lr_curve
-from recipes.soup import soup_command
 from tests.conftest import FAST, run_cli
 
 SMALL = [*FAST, "--max_train_samples", "256"]
@@ -65,8 +67,8 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def snapshot_run(tmp_path_factory) -> Path:
     """One run with warmup, two cosine-with-restarts cycles, snapshots and an EMA."""
-    from recipes.config import parse_config
-    from recipes.engine import train
+    from recipes.core.config import parse_config
+    from recipes.training.engine import train
 
     out = tmp_path_factory.mktemp("snap") / "run"
     args = [*SMALL, "--num_epochs", "2", "--max_train_samples", "320", "--logging_steps", "1"]

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from recipes.config import ModelArguments
-from recipes.errors import RecipeError
-from recipes.models import create_model, load_model, save_model, train_mode
+from recipes.core.arguments import ModelArguments
+from recipes.core.errors import RecipeError
+from recipes.core.models import create_model, load_model, save_model, train_mode
 
 DATA_CONFIG = dict(
     input_size=(3, 32, 32),
@@ -108,7 +108,7 @@ def test_hub_weights_without_network_fail_within_seconds(monkeypatch, offline: s
 
 def test_linear_probe_trains_only_the_head_and_keeps_batchnorm_fixed() -> None:
     model = create_model(ModelArguments(model_name="test_resnet"), num_classes=3)
-    from recipes.models import freeze_backbone
+    from recipes.core.models import freeze_backbone
 
     freeze_backbone(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

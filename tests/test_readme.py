@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from recipes.cli import VERBS, main
-from recipes.config import FIELD_NAMES
+from recipes.core.config import FIELD_NAMES
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -9,16 +9,17 @@ import pytest
 import timm
 import torch
 
-from recipes.errors import RecipeError
+from recipes.core.errors import RecipeError
 from recipes.schedules import (
     build_optimizer,
     build_scheduler,
     epochs_to_steps,
     list_schedulers,
     lr_curve,
-    plot_schedules,
     scale_learning_rate,
 )
+from recipes.schedules.plots import plot_schedules
+from recipes.schedules.registry import FAMILIES, Family, step
 
 TOTAL, WARMUP = 100, 10
 KWARGS = {"step": {"step_size": 30}, "multistep": {"milestones": [50, 80]}}
@@ -105,11 +106,11 @@ def test_missing_scheduler_kwargs_are_one_line() -> None:
 
 
 def test_epoch_kwargs_become_steps() -> None:
-    assert epochs_to_steps({"milestones": [3, 4.5], "gamma": 0.2}, 20) == {
+    assert epochs_to_steps("multistep", {"milestones": [3, 4.5], "gamma": 0.2}, 20) == {
         "milestones": [60, 90],
         "gamma": 0.2,
     }
-    assert epochs_to_steps({"step_size": 2}, 7) == {"step_size": 14}
+    assert epochs_to_steps("step", {"step_size": 2}, 7) == {"step_size": 14}
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
@@ -156,3 +157,16 @@ def test_schedule_figures_are_written(tmp_path) -> None:
     paths = plot_schedules(tmp_path, total_steps=200, warmup_steps=10)
     assert {p.name for p in paths} >= {f"lr_{n}.png" for n in ("step", "cosine", "linear")}
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_new_family_is_one_registry_entry(monkeypatch) -> None:
+    """Registered once, a family is accepted by recipes, counts its kwargs in epochs and plots."""
+    from recipes.core.config import parse_config
+
+    every_k = Family(step, "step decay under another name", ("step_size",), {"step_size": 0.5})
+    monkeypatch.setitem(FAMILIES, "every_k", every_k)
+    config = parse_config(None, ["--lr_scheduler", "every_k", "--model_name", "test_convnext"])
+    assert config.training.lr_scheduler == "every_k"
+    assert epochs_to_steps("every_k", {"step_size": 2}, 5) == {"step_size": 10}
+    assert lr_curve("every_k", 20, 0, step_size=10)[10] == pytest.approx(0.1)
+    assert "every_k" in list_schedulers()

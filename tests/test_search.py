@@ -19,11 +19,11 @@ import yaml
 from optuna.trial import TrialState
 
 from recipes.cli import main
-from recipes.errors import RecipeError
-from recipes.search import make_pruner, run_trial, suggest
-from recipes.sweep_agent import agent_command
-from recipes.sweep_report import edge_warnings
-from recipes.sweep_spec import build_spec, load_sweep
+from recipes.core.errors import RecipeError
+from recipes.search.agent import agent_command
+from recipes.search.engine import make_pruner, run_trial, suggest
+from recipes.search.report import edge_warnings
+from recipes.search.spec import build_spec, load_sweep
 from tests.conftest import PYTHON, ROOT, run_cli
 
 SWEEPS = ROOT / "recipes" / "configs" / "sweeps"

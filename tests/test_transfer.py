@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 import timm
 import torch
 
-from recipes.cli import main, run_recipe
-from recipes.config import parse_config
-from recipes.data import load_image_data
-from recipes.errors import RecipeError
-from recipes.features import layer_outputs, load_features
-from recipes.models import freeze_stages, load_model, save_model, stage_names, train_mode
-from recipes.run_setup import build_setup
-from recipes.transfer import advise
-from recipes.transfer_study import test_accuracy as accuracy_on_test
+from recipes.cli import main
+from recipes.core.config import parse_config
+from recipes.core.data import load_image_data
+from recipes.core.errors import RecipeError
+from recipes.core.models import freeze_stages, load_model, save_model, stage_names, train_mode
+from recipes.training.route import run_recipe
+from recipes.training.setup import build_setup
+from recipes.transfer.advise import advise
+from recipes.transfer.features import layer_outputs, load_features
+from recipes.transfer.study import test_accuracy as accuracy_on_test
 
 SOURCE = ["--classes", "0", "1", "2", "3", "4"]
 TARGET = ["--classes", "5", "6", "7", "8", "9"]
@@ -340,3 +342,35 @@ def test_study_compares_the_four_methods(work: Path, source: Path, capsys):
     with pytest.raises(SystemExit):
         main(["transfer", "study", "--shots", "five"])
     assert "--shots: five is not a count" in capsys.readouterr().err
+
+
+def test_a_sweep_trains_a_linear_probe_recipe_through_the_cached_probe(work, source, tmp_path):
+    """Sweep trials take the route `recipes train` takes, and Hyperband-style pruning stops
+    a cached-probe trial after the epoch the (deterministic) pruner rejects."""
+    import optuna
+    import yaml
+    from optuna.trial import TrialState
+
+    from recipes.search.engine import run_trial
+    from recipes.search.spec import load_sweep
+
+    fixed = target_args(work, source, "unused", "--mode", "linear_probe", "--num_epochs", "4")
+    fixed = [a for a in fixed if a not in ("--output_dir", str(work / "unused"))]
+    sweep = {
+        "name": "probe-sweep",
+        "method": "grid",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "parameters": {"weight_decay": {"values": [0.0]}},
+        "command": ["${env}", "${interpreter}", "-m", "recipes", "train", *fixed, "${args}"],
+    }
+    path = tmp_path / "probe.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    spec = load_sweep(path)
+    pruner = optuna.pruners.ThresholdPruner(lower=1.1)  # prunes at the first report
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.optimize(partial(run_trial, spec, tmp_path), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    results = json.loads((tmp_path / "trials" / "trial_000" / "results.json").read_text())
+    assert results["solver"] == "lbfgs" and set(results["feature_cache"]) == {"train", "validation"}
+    assert results["epochs"] == 1 and results["stopped_early"] is True

@@ -13,11 +13,11 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset, TensorDataset
 
 from recipes.cli import main
-from recipes.config import parse_config
-from recipes.data import build_transforms, make_loader
-from recipes.errors import RecipeError
-from recipes.run_setup import build_setup
-from recipes.tuning import run_checks
+from recipes.core.config import parse_config
+from recipes.core.data import build_transforms, make_loader
+from recipes.core.errors import RecipeError
+from recipes.training.setup import build_setup
+from recipes.tuning.checks import run_checks
 
 ZOO = dict(batch_size=16, lr=3e-3)
 
@@ -227,3 +227,23 @@ def test_check_command_bad_input_exits_2_with_one_line(argv, message, tmp_path, 
         main(["check", "--model_name", "test_convnext", "--output_dir", str(tmp_path), *argv])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and message in err and "\n" not in err
+
+
+def test_check_and_tune_suggest_the_same_lr_for_the_same_recipe(tmp_path):
+    """`recipes check` and steps 1-3 of `recipes tune` share one input builder."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model_name: test_convnext\nreport_to: none\nweight_decay: 0.01\nseed: 3\n"
+        f"output_dir: {tmp_path / 'run'}\n"
+    )
+    try:
+        main(["check", str(recipe)])
+    except SystemExit as exit_info:
+        assert exit_info.code == 1  # a failed check is an answer, not an error
+    from recipes.tuning.procedure import checks_step
+
+    tuned = checks_step(parse_config(recipe), tmp_path / "tune")
+    saved = json.loads((tmp_path / "run" / "checks.json").read_text())
+    by_check = {c["name"]: c for c in saved["checks"]}
+    assert by_check["lr_range"]["values"]["suggested_lr"] is not None
+    assert tuned["lr_range"]["values"] == by_check["lr_range"]["values"]

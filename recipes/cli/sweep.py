@@ -1,0 +1,35 @@
+"""`recipes sweep SWEEP.yaml`: its options, then the sweep or its plan (--dry-run)."""
+
+from __future__ import annotations
+
+from recipes.cli.parsing import command_parser
+from recipes.core.errors import RecipeError
+from recipes.search.engine import SweepOptions
+from recipes.search.spec import load_sweep
+from recipes.search.sweep import plan_lines, sweep
+
+
+def sweep_command(argv: list[str]) -> None:
+    """`recipes sweep SWEEP.yaml [--workers N] [--storage URL] [--dry-run] [--refine] ...`."""
+    parser = command_parser("recipes sweep", description="run a W&B sweep file locally")
+    parser.add_argument("sweep", help="W&B sweep YAML (method, metric, parameters, ...)")
+    parser.add_argument("--output_dir", help="sweep folder (default sweeps/NAME)")
+    parser.add_argument("--storage", help="Optuna storage URL (default SQLite in the sweep folder)")
+    parser.add_argument("--workers", type=int, default=1, help="trials at once, in processes")
+    parser.add_argument("--trials", type=int, help="trials (default run_cap or the whole grid)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed")
+    parser.add_argument("--qmc", action="store_true", help="random method: Sobol points")
+    parser.add_argument("--dry-run", action="store_true", help="check the file, show the plan")
+    parser.add_argument("--refine", action="store_true", help="then refine around the top trials")
+    parser.add_argument("--overwrite", action="store_true", help="start the sweep folder over")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or (args.trials is not None and args.trials < 1):
+        raise RecipeError("--workers and --trials must be at least 1")
+    options = SweepOptions(
+        workers=args.workers, trials=args.trials, storage=args.storage, seed=args.seed,
+        qmc=args.qmc, overwrite=args.overwrite, refine=args.refine,
+    )  # fmt: skip
+    if args.dry_run:
+        print("\n".join(plan_lines(load_sweep(args.sweep), options)))
+        return
+    sweep(args.sweep, options, args.output_dir)

@@ -1,0 +1,1 @@
+"""What every part stands on: configuration, data, models, the run folder, tracking, figures."""

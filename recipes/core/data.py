@@ -1,0 +1,231 @@
+"""Image data: the embedded digits, image folders and hub datasets, with timm transforms."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
+from datasets import Image as ImageFeature
+from PIL import Image
+from timm.data import create_transform
+
+from recipes.core.arguments import DataArguments
+from recipes.core.errors import RecipeError
+from recipes.core.hub import require_hub
+
+DIGITS_SIZE = 32
+SPLIT_SEED = 0
+HOLDOUT = 0.15
+
+
+@dataclass
+class ImageData:
+    """Train, validation and test splits with the class names they share."""
+
+    splits: DatasetDict
+    label_names: list[str]
+    image_column: str = "image"
+    label_column: str = "label"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+
+def load_digits() -> DatasetDict:
+    """scikit-learn's 8x8 digits as a HF dataset of 32x32 RGB images, split 70/15/15."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    digits = sk_digits()
+    pixels = (digits.images * (255.0 / 16.0)).astype(np.uint8)
+    images = [
+        Image.fromarray(p).resize((DIGITS_SIZE, DIGITS_SIZE), Image.BILINEAR).convert("RGB")
+        for p in pixels
+    ]
+    features = Features(
+        {"image": ImageFeature(), "label": ClassLabel(names=[str(d) for d in range(10)])}
+    )
+    full = Dataset.from_dict({"image": images, "label": digits.target.tolist()}, features=features)
+    return three_way_split(full, "label")
+
+
+def three_way_split(full: Dataset, label_column: str) -> DatasetDict:
+    """A fixed stratified train / validation / test split."""
+    first = full.train_test_split(2 * HOLDOUT, seed=SPLIT_SEED, stratify_by_column=label_column)
+    second = first["test"].train_test_split(0.5, seed=SPLIT_SEED, stratify_by_column=label_column)
+    return DatasetDict(train=first["train"], validation=second["train"], test=second["test"])
+
+
+def add_missing_splits(splits: DatasetDict, label_column: str) -> DatasetDict:
+    """Carve validation (and test) from train when a source ships only some splits."""
+    if "validation" in splits and "test" in splits:
+        return splits
+    if "validation" not in splits and "test" not in splits:
+        return three_way_split(splits["train"], label_column)
+    held = splits["train"].train_test_split(
+        HOLDOUT, seed=SPLIT_SEED, stratify_by_column=label_column
+    )
+    present = "validation" if "validation" in splits else "test"
+    missing = "test" if present == "validation" else "validation"
+    return DatasetDict({"train": held["train"], present: splits[present], missing: held["test"]})
+
+
+def check_images(split: Dataset, image_column: str) -> None:
+    """Open every image file once so a corrupt one is named before training starts."""
+    raw = split.cast_column(image_column, ImageFeature(decode=False))
+    for index, item in enumerate(raw[image_column]):
+        name = item.get("path") or f"row {index}"
+        try:
+            source = item["path"] if item.get("bytes") is None else io.BytesIO(item["bytes"])
+            with Image.open(source) as image:
+                image.verify()
+        except Exception as err:
+            raise RecipeError(f"corrupt image file {name}: {err}; remove or replace it") from None
+
+
+def load_image_folder(data_dir: str) -> DatasetDict:
+    """An `imagefolder` dataset (one sub-folder per class), with clear errors for bad folders."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise RecipeError(
+            f"image folder not found: {folder}; set data_dir to a folder of class folders"
+        )
+    try:
+        return load_dataset("imagefolder", data_dir=str(folder))
+    except Exception as err:
+        raise RecipeError(
+            f"no readable images in {folder} ({type(err).__name__}); "
+            "expected data_dir/CLASS_NAME/IMAGE.png"
+        ) from None
+
+
+def load_hub_dataset(name: str) -> DatasetDict:
+    """A hub dataset id; offline it must already be in the local cache."""
+    fix = "set HF_HUB_OFFLINE=1 to use the local cache, or use dataset: imagefolder with data_dir"
+    require_hub(f"dataset {name!r}", fix)
+    try:
+        return load_dataset(name)
+    except Exception as err:
+        raise RecipeError(
+            f"could not load dataset {name!r} ({type(err).__name__}); {fix}"
+        ) from None
+
+
+def load_image_data(args: DataArguments) -> ImageData:
+    """Load the configured source as train / validation / test splits with class names."""
+    if args.dataset == "digits":
+        splits = load_digits()
+        image_column, label_column = "image", "label"
+    else:
+        source = load_image_folder(args.data_dir) if args.dataset == "imagefolder" else None
+        splits = source if source is not None else load_hub_dataset(args.dataset)
+        image_column, label_column = args.image_column, args.label_column
+        _check_columns(splits["train"], image_column, label_column)
+        splits = add_missing_splits(splits, label_column)
+        if args.dataset == "imagefolder":
+            for split in splits.values():
+                check_images(split, image_column)
+    if args.classes:
+        splits = keep_classes(splits, label_column, [str(c) for c in args.classes])
+    if args.train_per_class:
+        splits["train"] = take_per_class(splits["train"], label_column, args.train_per_class)
+    if args.max_train_samples:
+        train = splits["train"].shuffle(seed=SPLIT_SEED)
+        splits["train"] = train.select(range(min(args.max_train_samples, len(train))))
+    label_names = splits["train"].features[label_column].names
+    return ImageData(splits, label_names, image_column, label_column)
+
+
+def keep_classes(splits: DatasetDict, label_column: str, classes: list[str]) -> DatasetDict:
+    """Only the named classes, relabelled 0..k-1 in the order given (source/target tasks)."""
+    names = splits["train"].features[label_column].names
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        known = ", ".join(names)
+        raise RecipeError(f"classes {', '.join(unknown)} not in the data; its classes: {known}")
+    keep = {names.index(c) for c in classes}
+    mapping = {c: i for i, c in enumerate(classes)}
+    return DatasetDict(
+        {
+            name: split.filter(
+                lambda ys: [y in keep for y in ys], batched=True, input_columns=label_column
+            ).align_labels_with_mapping(mapping, label_column)
+            for name, split in splits.items()
+        }
+    )
+
+
+def take_per_class(train: Dataset, label_column: str, count: int) -> Dataset:
+    """The first `count` examples of each class after a fixed shuffle: a few-shot train split."""
+    labels = np.array(train[label_column])
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
+    picked = [i for c in np.unique(labels) for i in order[labels[order] == c][:count]]
+    return train.select(sorted(picked))
+
+
+def _check_columns(split: Dataset, image_column: str, label_column: str) -> None:
+    for key, column in (("image_column", image_column), ("label_column", label_column)):
+        if column not in split.column_names:
+            raise RecipeError(
+                f"{key} {column!r} is not a column; columns are {', '.join(split.column_names)}"
+            )
+    if not isinstance(split.features[label_column], ClassLabel):
+        raise RecipeError(f"label_column {label_column!r} must be a ClassLabel feature")
+
+
+def build_transforms(args: DataArguments, data_config: dict, augment: bool | None = None):
+    """timm's training (augmented) and evaluation transforms for the model's data config."""
+    size = (3, args.image_size, args.image_size)
+    common = dict(input_size=size, mean=data_config["mean"], std=data_config["std"])
+    augment = args.augment if augment is None else augment
+    train = create_transform(
+        **common,
+        is_training=augment,
+        scale=(args.crop_scale, 1.0),
+        hflip=args.hflip,
+        interpolation="bilinear",
+        crop_pct=1.0,
+    )
+    evaluate = create_transform(**common, is_training=False, interpolation="bilinear", crop_pct=1.0)
+    return train, evaluate
+
+
+class TransformedImages(torch.utils.data.Dataset):
+    """A split seen as (image tensor, label) pairs, decoded and transformed lazily per batch."""
+
+    def __init__(self, split: Dataset, transform, image_column: str, label_column: str):
+        self.split, self.transform = split, transform
+        self.image_column, self.label_column = image_column, label_column
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]):
+        rows = self.split[indices]
+        images, labels = rows[self.image_column], rows[self.label_column]
+        return [
+            (self.transform(im.convert("RGB")), y) for im, y in zip(images, labels, strict=True)
+        ]
+
+
+def make_loader(
+    data: ImageData, split: str, transform, batch_size: int, shuffle: bool, num_workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over one split; its own generator leaves the augmentation RNG to resume."""
+    dataset = TransformedImages(data.splits[split], transform, data.image_column, data.label_column)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(0),
+    )

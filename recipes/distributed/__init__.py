@@ -1,0 +1,1 @@
+"""Model parallelism: DeepSpeed pipeline stages, and pipeline x data replicas (hybrid)."""

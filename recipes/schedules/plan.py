@@ -1,0 +1,50 @@
+"""The step plan, computed in one place for every route: updates, warmup and the scaled LR."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from recipes.schedules.registry import epochs_to_steps
+
+if TYPE_CHECKING:
+    from recipes.core.arguments import TrainingArguments
+
+
+def scale_learning_rate(base_lr: float, global_batch: int, base_batch: int, rule: str) -> float:
+    """Goyal et al.'s linear rule (or sqrt): the LR grows with the global batch."""
+    if rule == "none":
+        return base_lr
+    ratio = global_batch / base_batch
+    return base_lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer updates a run makes, its warmup, global batch, peak LR and kwargs."""
+
+    per_epoch: int
+    total: int
+    warmup: int
+    global_batch: int
+    lr: float
+    scheduler_kwargs: dict
+
+
+def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> StepPlan:
+    """One update per `gradient_accumulation_steps` batches of each replica, the last one partial.
+
+    `batches_per_epoch` is what one replica's loader yields in an epoch; `replicas` is the number
+    of data-parallel copies of the model (processes for the engine, replicas for the pipeline).
+    """
+    per_epoch = math.ceil(batches_per_epoch / t.gradient_accumulation_steps)
+    global_batch = t.per_device_train_batch_size * replicas * t.gradient_accumulation_steps
+    return StepPlan(
+        per_epoch=per_epoch,
+        total=int(t.num_epochs * per_epoch),
+        warmup=t.warmup_steps or round(t.warmup_epochs * per_epoch),
+        global_batch=global_batch,
+        lr=scale_learning_rate(t.learning_rate, global_batch, t.base_batch_size, t.scale_lr),
+        scheduler_kwargs=epochs_to_steps(t.lr_scheduler, t.scheduler_kwargs, per_epoch),
+    )

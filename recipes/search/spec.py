@@ -1,0 +1,197 @@
+"""A W&B sweep file read and checked before any trial: method, metric, hyperband, parameters."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recipes.core.config import RecipeConfig, parse_config
+from recipes.core.errors import RecipeError
+from recipes.search.agent import agent_args, command_args, nest
+from recipes.search.params import Param, edge_values, read_parameters
+
+METHODS = ("grid", "random", "bayes")
+TOP_KEYS = {
+    "program",
+    "command",
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "name",
+    "description",
+    "project",
+    "entity",
+    "controller",
+    "refine",
+}
+# What the engine logs each epoch (wandb keys too); EMA metrics exist only with ema_decay.
+REPORTED_METRICS = (
+    "val_accuracy",
+    "val_loss",
+    "train_accuracy",
+    "train_loss",
+    "ema_val_accuracy",
+    "ema_val_loss",
+)
+REFINE_KEYS = {"top_k", "num_epochs", "run_cap", "method", "early_terminate"}
+
+
+@dataclass
+class SweepSpec:
+    """A checked sweep file: the search, the fixed values and how trials are launched."""
+
+    raw: dict
+    name: str
+    method: str
+    metric: str
+    goal: str
+    params: list[Param]
+    fixed: dict[str, Any]
+    run_cap: int | None
+    hyperband: dict | None
+    recipe: str | None = None
+    base_args: list[str] = field(default_factory=list)
+    target: float | None = None
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.goal == "maximize" else "minimize"
+
+    def grid(self) -> dict[str, list]:
+        return {p.name: list(p.distribution.choices) for p in self.params}
+
+    def grid_size(self) -> int:
+        return math.prod(len(choices) for choices in self.grid().values())
+
+
+def read_hyperband(raw: dict) -> dict | None:
+    """early_terminate hyperband -> Optuna HyperbandPruner arguments (iteration = epoch)."""
+    stop = raw.get("early_terminate")
+    if stop is None:
+        return None
+    if not isinstance(stop, dict) or stop.get("type") != "hyperband":
+        raise RecipeError("early_terminate.type: only hyperband is supported")
+    eta = stop.get("eta", 3)
+    if not isinstance(eta, int | float) or eta <= 1:
+        raise RecipeError(f"early_terminate.eta: must be above 1, got {eta!r}")
+    if "min_iter" in stop:
+        low = stop["min_iter"]
+        high = low * eta ** stop["s"] if "s" in stop else "auto"
+    elif "max_iter" in stop and "s" in stop:
+        high = stop["max_iter"]
+        low = max(1, round(high / eta ** stop["s"]))
+    else:
+        raise RecipeError("early_terminate: hyperband needs min_iter, or max_iter and s")
+    if not isinstance(low, int) or low < 1:
+        raise RecipeError(
+            f"early_terminate.min_iter: must be an integer of at least 1, got {low!r}"
+        )
+    return {"min_resource": low, "max_resource": high, "reduction_factor": round(eta)}
+
+
+def read_metric(raw: dict) -> tuple[str, str, float | None]:
+    metric = raw.get("metric") or {}
+    name, goal = metric.get("name"), metric.get("goal", "minimize")
+    if name not in REPORTED_METRICS:
+        raise RecipeError(
+            f"metric.name: training never reports {name!r}; "
+            f"use one of {', '.join(REPORTED_METRICS)}"
+        )
+    if goal not in ("minimize", "maximize"):
+        raise RecipeError(f"metric.goal: {goal!r} is neither minimize nor maximize")
+    return name, goal, metric.get("target")
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check a W&B sweep file; every problem is one line naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"sweep file not found: {path}; see recipes/configs/sweeps/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise RecipeError(f"sweep file {path} is not valid YAML: fix the file") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"sweep file {path} must be a mapping (method, metric, parameters)")
+    try:
+        return build_spec(raw, path.stem)
+    except RecipeError as err:
+        raise RecipeError(f"{path}: {err}") from None
+
+
+def build_spec(raw: dict, default_name: str) -> SweepSpec:
+    """Check a sweep mapping and build what the local engine needs from it."""
+    for key in raw:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            raise RecipeError(
+                f"{key}: not a sweep key" + (f"; did you mean {close[0]}?" if close else "")
+            )
+    method = raw.get("method")
+    if method not in METHODS:
+        raise RecipeError(f"method: unknown {method!r}; use grid, random or bayes")
+    metric, goal, target = read_metric(raw)
+    params, fixed = read_parameters(raw.get("parameters"), method)
+    recipe, base_args = command_args(raw.get("command"))
+    run_cap = raw.get("run_cap")
+    if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
+        raise RecipeError(f"run_cap: must be a positive integer, got {run_cap!r}")
+    if "refine" in raw:
+        unknown = set(raw["refine"] or {}) - REFINE_KEYS
+        if unknown:
+            valid = ", ".join(sorted(REFINE_KEYS))
+            raise RecipeError(f"refine.{sorted(unknown)[0]}: not a refine key; use {valid}")
+    spec = SweepSpec(
+        raw,
+        str(raw.get("name") or default_name),
+        method,
+        metric,
+        goal,
+        params,
+        fixed,
+        run_cap,
+        read_hyperband(raw),
+        recipe,
+        base_args,
+        target,
+    )
+    probe = check_values(spec)
+    if metric.startswith("ema_") and not probe.training.ema_decay:
+        raise RecipeError(f"metric.name: {metric} is reported only with ema_decay set")
+    searched = {p.name for p in params}
+    if spec.hyperband and spec.hyperband["max_resource"] == "auto" and "num_epochs" not in searched:
+        spec.hyperband["max_resource"] = (
+            probe.training.num_epochs
+        )  # the last rung is the last epoch
+    return spec
+
+
+def trial_args(spec: SweepSpec, values: dict[str, Any]) -> list[str]:
+    """A trial's command line after the recipe: fixed arguments, then the sweep's values."""
+    return [*spec.base_args, *agent_args(nest({**spec.fixed, **values}))]
+
+
+def check_values(spec: SweepSpec) -> RecipeConfig:
+    """Parse every listed value and both ends of each range, so a bad one fails before training."""
+    base = {p.name: edge_values(p)[0] for p in spec.params}
+    probe = parse_config(spec.recipe, trial_args(spec, base))
+    for param in spec.params:
+        for value in edge_values(param)[1:]:
+            try:
+                parse_config(spec.recipe, trial_args(spec, {**base, param.name: value}))
+            except RecipeError as err:
+                raise RecipeError(f"parameters.{param.name}: value {value!r}: {err}") from None
+    return probe
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    grid = spec.grid()
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]

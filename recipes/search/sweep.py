@@ -1,0 +1,55 @@
+"""A whole sweep: the search, its summary and the refine stage; and what --dry-run shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from recipes.search.agent import agent_command
+from recipes.search.engine import SweepOptions, budget, run_stage
+from recipes.search.params import describe, edge_values
+from recipes.search.refine import refine
+from recipes.search.report import summarize
+from recipes.search.spec import SweepSpec, grid_points, load_sweep, trial_args
+
+
+def plan_lines(spec: SweepSpec, options: SweepOptions) -> list[str]:
+    """What a sweep would run, training nothing: the method, the points or ranges, the agent."""
+    target = budget(spec, options.trials)
+    pruner = f"hyperband {spec.hyperband}" if spec.hyperband else "none"
+    lines = [
+        f"sweep {spec.name}: method {spec.method}, metric {spec.metric} ({spec.goal}), "
+        f"{target} trials, pruner {pruner}",
+        "fixed: " + (" ".join(trial_args(spec, {})) or "(none)"),
+    ]
+    if spec.method == "grid":
+        points = grid_points(spec)
+        capped = f", {target} run (run_cap)" if target < len(points) else ""
+        lines.append(f"grid: {len(points)} combinations{capped}")
+        for i, point in enumerate(points, 1):
+            lines.append(f"  {i:3d}. " + " ".join(f"{k}={v}" for k, v in point.items()))
+    else:
+        lines.append("search space:")
+        lines += [f"  {describe(param)}" for param in spec.params]
+    first = {param.name: edge_values(param)[0] for param in spec.params}
+    command = agent_command(spec.raw, {**spec.fixed, **first})
+    lines.append("wandb agent runs, e.g.: " + " ".join(command))
+    if options.refine or "refine" in spec.raw:
+        lines.append("then: a refine stage around the top trials, trained longer (refine.yaml)")
+    return lines
+
+
+def sweep(
+    path: str | Path, options: SweepOptions | None = None, output_dir: str | Path | None = None
+) -> optuna.Study:
+    """Run a W&B sweep file here (in sweeps/NAME), summarise it, then refine it if asked."""
+    options = options or SweepOptions()
+    spec = load_sweep(path)
+    folder = Path(output_dir or Path("sweeps") / spec.name)
+    study = run_stage(spec, folder, options)
+    summarize(spec, study, folder)
+    if options.refine or "refine" in spec.raw:
+        fine, study = refine(spec, study, folder, options)
+        summarize(fine, study, folder / "refine")
+    return study

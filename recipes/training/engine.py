@@ -1,0 +1,222 @@
+"""The one Accelerate training loop that every data-parallel recipe runs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, skip_first_batches
+from accelerate.utils import set_seed
+from timm.utils import ModelEmaV3
+from tqdm.auto import tqdm
+
+from recipes.core import runs
+from recipes.core.config import RecipeConfig
+from recipes.core.data import build_transforms, make_loader
+from recipes.core.errors import RecipeError
+from recipes.core.models import save_model, train_mode
+from recipes.core.tracking import tracker_setup
+from recipes.schedules import StepPlan, build_optimizer, build_scheduler, plan_steps, set_peak_lr
+from recipes.training.accelerator import make_accelerator, whole_weights, zero_stage
+from recipes.training.setup import Setup, build_setup
+from recipes.training.step import (
+    EpochHook,
+    check_finite,
+    epoch_metrics,
+    log_step,
+    replica_spread,
+    save_checkpoint,
+    stop_requested,
+    update,
+)
+
+
+@dataclass
+class Loop:
+    """What the epoch loop works on, built once by `prepare`."""
+
+    config: RecipeConfig
+    accelerator: Accelerator
+    setup: Setup
+    model: torch.nn.Module  # prepared (wrapped) for training
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: ModelEmaV3 | None
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    plan: StepPlan
+    run_dir: Path
+    state: dict
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def snapshot_steps(config: RecipeConfig, total_steps: int, warmup_steps: int = 0) -> set[int]:
+    """Last update of each cosine-with-restarts cycle (cycles follow the warmup): a snapshot."""
+    if not config.training.snapshot_ensemble:
+        return set()
+    cycles = int(config.training.scheduler_kwargs.get("num_cycles", 1))
+    span = total_steps - warmup_steps
+    return {warmup_steps + -(-span * (k + 1) // cycles) for k in range(cycles)}
+
+
+def save_main(loop: Loop, model: torch.nn.Module, directory: Path) -> None:
+    """Every process gathers ZeRO-3 shards, the main one writes the whole model."""
+    with whole_weights(loop.accelerator, model):
+        if loop.accelerator.is_main_process:
+            save_model(model, directory, loop.setup.data.label_names, loop.setup.data_config)
+
+
+def prepare(config: RecipeConfig) -> Loop:
+    """Run folder, data, model, EMA, optimizer and schedule, prepared and resumed."""
+    t = config.training
+    set_seed(t.seed)
+    torch.set_flush_denormal(True)  # tiny Adam moments as denormals made CPU steps 10x slower
+    run_dir = runs.run_dir(config)
+    log_with, init_kwargs, note = tracker_setup(
+        t.report_to, run_dir, runs.run_name(config), t.wandb_group
+    )
+    accelerator = make_accelerator(config, log_with, run_dir)
+    run_dir = runs.open_run_dir(config, accelerator.is_main_process, accelerator.wait_for_everyone)
+    setup = build_setup(config)
+    model = setup.model.to(memory_format=torch.channels_last) if t.channels_last else setup.model
+    train_tf, eval_tf = build_transforms(config.data, setup.data_config)
+    workers, data = config.data.num_workers, setup.data
+    train_loader = make_loader(
+        data, "train", train_tf, t.per_device_train_batch_size, True, workers
+    )
+    val_loader = make_loader(
+        data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers
+    )
+    if t.ema_decay and zero_stage(accelerator) == 3:
+        raise RecipeError(
+            "ema_decay: an EMA of ZeRO-3 sharded weights is not supported; "
+            "use accelerate_configs/deepspeed_zero2.yaml or drop ema_decay"
+        )
+    ema = ModelEmaV3(model.to(accelerator.device), t.ema_decay) if t.ema_decay else None
+    optimizer = build_optimizer(
+        model, t.optimizer, t.learning_rate, t.weight_decay, t.momentum,
+        config.model.backbone_lr_scale,
+    )  # fmt: skip
+    model, optimizer, train_loader, val_loader = accelerator.prepare(
+        model, optimizer, train_loader, val_loader
+    )
+    plan = plan_steps(t, len(train_loader), accelerator.num_processes)
+    set_peak_lr(optimizer, t.learning_rate, plan.lr)
+    scheduler = build_scheduler(
+        t.lr_scheduler, optimizer, plan.total, plan.warmup, **plan.scheduler_kwargs
+    )
+    accelerator.register_for_checkpointing(scheduler, *([ema] if ema else []))
+    loop = Loop(config, accelerator, setup, model, optimizer, scheduler, ema, train_loader,
+                val_loader, plan, run_dir, runs.new_state())  # fmt: skip
+    resume = runs.find_resume_checkpoint(run_dir, t.resume_from_checkpoint)
+    if resume:
+        accelerator.load_state(str(resume))
+        loop.state = runs.read_state(resume)
+        if accelerator.is_main_process:
+            runs.truncate_history(run_dir, loop.state["step"])
+    accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
+    accelerator.print(
+        f"run {run_dir}: {data.num_classes} classes, {plan.total} updates, global batch "
+        f"{plan.global_batch}, lr {plan.lr:.3g}, {accelerator.num_processes} process(es)"
+        + (f", resumed at step {loop.state['step']}" if resume else "")
+        + (f"; {note}" if note else "")
+    )
+    return loop
+
+
+def train_epoch(loop: Loop, epoch: int, bar: tqdm, snapshots: set[int]) -> torch.Tensor:
+    """One pass over the training split, from where a resumed run stopped; the epoch's sums."""
+    accelerator, t, state = loop.accelerator, loop.config.training, loop.state
+    train_mode(loop.model)
+    loop.train_loader.set_epoch(epoch)
+    skip = state["batch_in_epoch"]
+    loader = skip_first_batches(loop.train_loader, skip) if skip else loop.train_loader
+    sums = torch.zeros(3, device=accelerator.device)  # loss x n, correct, n since the last log
+    epoch_sums = torch.zeros(3, device=accelerator.device)
+    for images, labels in loader:
+        state["batch_in_epoch"] += 1
+        batch = update(accelerator, loop.model, loop.optimizer, images, labels, t)
+        sums += batch
+        epoch_sums += batch
+        if not accelerator.sync_gradients:
+            continue
+        loop.scheduler.step()
+        state["step"] += 1
+        bar.update(1)
+        if loop.ema is not None:
+            loop.ema.update(loop.unwrapped, step=state["step"])
+        if state["step"] % t.logging_steps == 0:
+            position = epoch + state["batch_in_epoch"] / len(loop.train_loader)
+            lr = loop.scheduler.get_last_lr()[0]
+            loss = log_step(accelerator, sums, lr, state, position, loop.run_dir)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            sums.zero_()
+        if state["step"] in snapshots:
+            save_main(loop, loop.unwrapped, loop.run_dir / "snapshots" / f"step_{state['step']}")
+        if t.save_steps and state["step"] % t.save_steps == 0:
+            position = {**state, "epoch": epoch}
+            save_checkpoint(accelerator, loop.run_dir, position, t.save_total_limit)
+    return epoch_sums
+
+
+def end_epoch(loop: Loop, epoch: int, epoch_sums: torch.Tensor, seconds: float) -> dict:
+    """Validate, log the epoch, keep the best model, checkpoint; returns the epoch's record."""
+    accelerator, t = loop.accelerator, loop.config.training
+    metrics = epoch_metrics(
+        accelerator, loop.model, loop.val_loader, epoch_sums, loop.ema, t.channels_last
+    )
+    check_finite(metrics["train_loss"], loop.state["step"], loop.run_dir)
+    lr = loop.scheduler.get_last_lr()[0]
+    record = {"epoch": epoch + 1, "step": loop.state["step"], "lr": lr, **metrics}
+    accelerator.log(record, step=loop.state["step"])
+    is_main = accelerator.is_main_process
+    if runs.record_epoch(loop.run_dir, loop.state, record, seconds, is_main):
+        save_main(loop, loop.unwrapped, loop.run_dir / "best_model")
+    save_checkpoint(accelerator, loop.run_dir, loop.state, t.save_total_limit)
+    return record
+
+
+def finish(loop: Loop, stopped: bool) -> dict:
+    """Save the last (and EMA) model and results.json, the same on every process."""
+    accelerator, run_dir, setup = loop.accelerator, loop.run_dir, loop.setup
+    accelerator.wait_for_everyone()
+    with whole_weights(accelerator, loop.unwrapped):
+        spread = replica_spread(accelerator, loop.unwrapped)
+    save_main(loop, loop.unwrapped, run_dir / "model")
+    values = runs.results(
+        run_dir, loop.state, stopped, len(setup.data.splits["train"]),
+        num_processes=accelerator.num_processes, replica_spread=spread,
+    )  # fmt: skip
+    if accelerator.is_main_process:
+        if loop.ema is not None:
+            save_model(loop.ema.module, run_dir / "ema_model", setup.data.label_names,
+                       setup.data_config)  # fmt: skip
+        runs.finish(run_dir, values)
+    accelerator.end_training()
+    return values
+
+
+def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
+    """Train, evaluate each epoch, checkpoint, and save the model; returns results.json."""
+    loop = prepare(config)
+    t, accelerator = config.training, loop.accelerator
+    snapshots = snapshot_steps(config, loop.plan.total, loop.plan.warmup)
+    bar = tqdm(
+        total=loop.plan.total,
+        initial=loop.state["step"],
+        disable=not accelerator.is_local_main_process,
+    )
+    start, stopped = time.perf_counter(), False
+    for epoch in range(loop.state["epoch"], t.num_epochs):
+        epoch_sums = train_epoch(loop, epoch, bar, snapshots)
+        record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start)
+        stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
+        if stopped:
+            break
+    bar.close()
+    return finish(loop, stopped)

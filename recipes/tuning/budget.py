@@ -1,0 +1,73 @@
+"""The procedure's budget: wall clock or trials, how it splits between stages, time spent."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recipes.core.errors import RecipeError
+
+CHECK_SECONDS = 45  # the three checks on 2 CPU cores with the default recipe (bench_checks.py)
+TRIAL_SECONDS = 20  # one short trial of the default recipe on 2 CPU cores
+MIN_TRIALS = 3  # two coarse trials and one refine trial
+
+
+@dataclass
+class Budget:
+    """`--budget 5m` (wall clock: 90s, 5m, 1h) or `--budget 12` (trials)."""
+
+    text: str
+    seconds: float | None = None
+    trials: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h)?", text.strip())
+        if not match:
+            raise RecipeError(f"--budget {text!r}: use minutes (5m), seconds (300s) or trials (12)")
+        value, unit = float(match[1]), match[2]
+        if unit is None:
+            if int(value) < MIN_TRIALS:
+                raise RecipeError(
+                    f"--budget {text} is too small: the procedure needs at least {MIN_TRIALS} "
+                    "trials (2 coarse, 1 refine)"
+                )
+            return cls(text, trials=int(value))
+        seconds = value * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit]
+        needed = CHECK_SECONDS + MIN_TRIALS * TRIAL_SECONDS
+        if seconds < needed:
+            raise RecipeError(
+                f"--budget {text} is too small: the checks take about {CHECK_SECONDS}s and "
+                f"{MIN_TRIALS} short trials about {MIN_TRIALS * TRIAL_SECONDS}s more on 2 CPU "
+                f"cores; use --budget {needed}s or more"
+            )
+        return cls(text, seconds=seconds)
+
+    def split(self) -> tuple[int, int]:
+        """Coarse and refine trial counts: about 60% of the trials go to the coarse stage."""
+        total = self.trials or max(MIN_TRIALS, int(self.seconds / (2 * TRIAL_SECONDS)))
+        coarse = max(2, round(total * 0.6))
+        return coarse, max(1, total - coarse)
+
+
+class Clock:
+    """Seconds spent in each step, kept across restarts of the same tune folder."""
+
+    def __init__(self, folder: Path, budget: Budget):
+        self.file, self.budget = folder / "timings.json", budget
+        self.steps: dict[str, float] = (
+            json.loads(self.file.read_text()) if self.file.is_file() else {}
+        )
+        self.start = time.perf_counter()
+
+    def record(self, step: str, started: float) -> None:
+        self.steps[step] = self.steps.get(step, 0.0) + time.perf_counter() - started
+        self.file.write_text(json.dumps(self.steps, indent=2))
+
+    def left(self) -> float:
+        if self.budget.seconds is None:
+            return float("inf")
+        return self.budget.seconds - sum(self.steps.values())

@@ -1,0 +1,236 @@
+"""The lecture's seven steps for choosing hyperparameters, as one resumable command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recipes.core import runs
+from recipes.core.config import RecipeConfig, parse_config
+from recipes.core.errors import RecipeError
+from recipes.ensembles.ensemble import score_saved
+from recipes.training.route import run_recipe
+from recipes.tuning.budget import TRIAL_SECONDS, Budget, Clock
+from recipes.tuning.check_report import CHECKS_FILE
+from recipes.tuning.inputs import check_recipe
+from recipes.tuning.report import write
+
+LONGER = ("still_improving", "underfitting", "plateau")  # findings that send us back to step 5
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """What `recipes tune` was asked for, besides the recipe."""
+
+    budget: str = "5m"
+    ensemble: int = 1
+    output_dir: str | None = None
+    report_to: str = "none"
+    overwrite: bool = False
+
+
+def identity(recipe: str | None, args: TuneOptions) -> dict[str, Any]:
+    """What makes a tune folder: the recipe's content and the budget."""
+    text = Path(recipe).read_text() if recipe else ""
+    return {
+        "recipe": recipe,
+        "recipe_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "budget": args.budget,
+        "ensemble": args.ensemble,
+    }
+
+
+def open_folder(folder: Path, recipe: str | None, args: TuneOptions) -> None:
+    """Continue a folder made by the same recipe and budget; refuse one made by another."""
+    marker = folder / "tune.json"
+    mine = identity(recipe, args)
+    if marker.is_file() and not args.overwrite:
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            changed = ", ".join(k for k in mine if mine[k] != theirs.get(k))
+            raise RecipeError(
+                f"tune folder {folder} was made by a different recipe or budget ({changed}); "
+                "use --output_dir for a new folder or --overwrite"
+            )
+    if args.overwrite and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(mine, indent=2))
+
+
+def checks_step(config: RecipeConfig, folder: Path) -> dict[str, dict]:
+    """Steps 1-3 as `recipes check` runs them; a finished checks.json is reused."""
+    saved = folder / "checks" / CHECKS_FILE
+    if not saved.is_file():
+        print(check_recipe(config, saved.parent).table())
+    return {c["name"]: c for c in json.loads(saved.read_text())["checks"]}
+
+
+def blocking_failure(checks: dict[str, dict]) -> dict | None:
+    """A failed initial-loss or overfit check, or an LR sweep that found no working LR, stops."""
+    for name in ("initial_loss", "overfit"):
+        if not checks[name]["passed"]:
+            return checks[name]
+    if checks["lr_range"]["values"]["suggested_lr"] is None:
+        return checks["lr_range"]
+    return None
+
+
+def command(recipe: str | None) -> list[str]:
+    return [
+        "${env}",
+        "${interpreter}",
+        "-m",
+        "recipes",
+        "train",
+        *([recipe] if recipe else []),
+        "${args}",
+    ]
+
+
+def coarse_sweep(recipe: str | None, lr: float, budget: Budget, report_to: str) -> dict:
+    """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch."""
+    coarse, refine = budget.split()
+    return {
+        "name": "coarse",
+        "method": "random",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "run_cap": coarse,
+        "parameters": {
+            "learning_rate": {
+                "distribution": "log_uniform_values",
+                "min": float(f"{lr / 10:.3g}"),
+                "max": float(f"{min(lr * 10, 1.0):.3g}"),
+            },
+            "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
+            "num_epochs": {"value": 1},
+            "report_to": {"value": report_to},
+        },
+        "refine": {"top_k": 3, "num_epochs": 3, "run_cap": refine},
+        "command": command(recipe),
+    }
+
+
+@dataclass
+class Stage:
+    """One sweep of the procedure (coarse, refine, refine again) and its summary."""
+
+    name: str
+    folder: Path
+    summary: dict
+
+
+def best_of(stages: list[Stage]) -> dict:
+    """The best finished trial over all stages (metric: validation accuracy)."""
+    found = [s.summary["best"] for s in stages if s.summary.get("best")]
+    if not found:
+        raise RecipeError("no trial finished; see the trial tables in the tune folder")
+    return max(found, key=lambda b: b["value"])
+
+
+def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
+    """The best trial's arguments, trained longer into the tune folder's `final/`."""
+    own = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=")
+    kept = [a for a in best["args"] if not a.startswith(own)]
+    return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
+
+
+def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, Path]:
+    """The final model plus the models of the best other finished trials."""
+    rows = [
+        (row["val_accuracy"], stage.folder / "trials" / f"trial_{row['trial']:03d}", stage.name)
+        for stage in stages
+        for row in stage.summary["trials"]
+        if row["state"] == "complete"
+    ]
+    rows.sort(key=lambda r: r[0], reverse=True)
+    members = {"final": final / "model"}
+    for _, run_dir, name in rows[: max(0, count - 1)]:
+        members[f"{name}-{run_dir.name}"] = run_dir / "model"
+    return members
+
+
+def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> list[Stage]:
+    """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
+    from recipes.search.engine import SweepOptions, run_stage
+    from recipes.search.refine import refine
+    from recipes.search.report import summarize
+    from recipes.search.spec import build_spec
+    from recipes.tuning.curves import diagnose, load_history
+
+    spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
+    started = time.perf_counter()
+    study = run_stage(spec, stage_folder, SweepOptions(qmc=True))
+    stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
+    clock.record("4 coarse search", started)
+    for round_ in (1, 2):
+        last = stages[-1].summary["trials"]
+        per_trial = max([r["seconds"] or 0.0 for r in last] + [TRIAL_SECONDS])
+        longer_by = 3 if round_ == 1 else 2  # epochs: coarse 1 -> refine 3 -> again 6
+        estimate = per_trial * longer_by * raw["refine"]["run_cap"]
+        if clock.left() < estimate:
+            notes.append(f"refine round {round_} skipped: about {estimate:.0f}s needed, "
+                         f"{max(clock.left(), 0):.0f}s of the budget left")  # fmt: skip
+            break
+        started = time.perf_counter()
+        spec, study = refine(spec, study, stage_folder, SweepOptions(qmc=True))
+        stage_folder = stage_folder / "refine"
+        stages.append(Stage(f"refine {round_}", stage_folder,
+                            summarize(spec, study, stage_folder)))  # fmt: skip
+        clock.record(f"5 refine (round {round_})", started)
+        best = stages[-1].summary.get("best")
+        findings = diagnose(load_history(best["run_dir"])) if best else []
+        stages[-1].summary["findings"] = [str(f) for f in findings]
+        longer = [f.rule for f in findings if f.rule in LONGER]
+        if not longer or clock.budget.trials is not None:
+            why = "the budget is in trials" if longer else "the curves ask for nothing more"
+            notes.append(f"after refine round {round_}: stop searching ({why})")
+            break
+        notes.append(f"after refine round {round_}: {', '.join(longer)} -> back to step 5, "
+                     "around the best trials, trained twice as long")  # fmt: skip
+    return stages
+
+
+def tune(recipe: str | None = None, args: TuneOptions | None = None) -> int:
+    """Run (or continue) the procedure; 0 when a final model was trained, 1 when a check failed."""
+    args = args or TuneOptions()
+    budget = Budget.parse(args.budget)
+    config = parse_config(recipe, ["--report_to", args.report_to])
+    folder = Path(args.output_dir or Path("runs") / f"tune-{runs.run_name(config)}")
+    open_folder(folder, recipe, args)
+    clock, notes = Clock(folder, budget), []
+    started = time.perf_counter()
+    print("steps 1-3: initial loss, overfit a small sample, LR range test", flush=True)
+    checks = checks_step(config, folder)
+    clock.record("1-3 checks", started)
+    failure = blocking_failure(checks)
+    if failure is not None:
+        notes.append(f"stopped at {failure['name']}: {failure['finding']} -> {failure['action']}")
+        write(folder, recipe, budget, checks, [], None, notes, clock)
+        print(notes[-1])
+        return 1
+    lr = checks["lr_range"]["values"]["suggested_lr"]
+    print(f"steps 4-7: coarse search around lr {lr:.2g}, refine, learning curves", flush=True)
+    raw = coarse_sweep(recipe, lr, budget, args.report_to)
+    (folder / "coarse.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    stages = search_stages(raw, folder, clock, notes)
+    best = best_of(stages)
+    started = time.perf_counter()
+    print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
+    final = parse_config(recipe, final_args(best, folder, 2 * best["epochs"]))
+    run_recipe(final)
+    members = ensemble_members(folder / "final", stages, args.ensemble)
+    scores = score_saved(members, final.data)
+    clock.record("final model and test", started)
+    write(folder, recipe, budget, checks, stages, scores, notes, clock)
+    top = scores.get("ensemble", scores["final"])
+    print(f"test accuracy {top['accuracy']:.4f}, NLL {top['nll']:.4f}, ECE {top['ece']:.4f}")
+    print(f"report: {folder / 'report.html'}; final model: {folder / 'final' / 'model'}")
+    return 0

@@ -1,0 +1,55 @@
+"""The report of `recipes tune`: each step's finding and decision, with its tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recipes.core.report import Section, write_report
+
+if TYPE_CHECKING:
+    from recipes.tuning.procedure import Stage
+
+
+def trial_table(summary: dict, limit: int = 10) -> list[dict]:
+    done = [r for r in summary["trials"] if r.get("val_accuracy") is not None]
+    done.sort(key=lambda r: r["val_accuracy"], reverse=True)
+    keep = ("trial", "state", "val_accuracy", "epochs", "seconds", "learning_rate", "weight_decay")
+    return [{k: r.get(k) for k in keep} for r in done[:limit]]
+
+
+def stage_section(stage: Stage) -> Section:
+    """A sweep stage: its best trial, warnings, the curves' diagnosis, table and plots."""
+    s, best = stage.summary, stage.summary.get("best")
+    step = "Step 4: coarse search" if stage.name == "coarse" else f"Step 5: {stage.name}"
+    text = [f"{len(s['trials'])} trials, metric {s['metric']} ({s['goal']})."]
+    images = [stage.folder / "metric_vs_params.png", stage.folder / "history.png"]
+    if best:
+        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in best["values"].items())  # fmt: skip
+        text.append(f"Best: trial {best['trial']}, {s['metric']} {best['value']:.4f} ({values}).")
+        images.append(Path(best["run_dir"]) / "curves.png")
+    text += [f"Warning: {w}" for w in s.get("warnings", [])]
+    text += [f"Step 6, learning curves of the best trial: {f}" for f in s.get("findings", [])]
+    return Section(step, text, [trial_table(s)], images)
+
+
+def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
+    """report.md and report.html: every step's finding and decision, tables and plots."""
+    timing = [{"step": k, "seconds": round(v, 1)} for k, v in clock.steps.items()]
+    timing.append({"step": "total", "seconds": round(sum(clock.steps.values()), 1)})
+    sections = [Section("Set-up", [f"Recipe: {recipe or 'the embedded digits default'}; "
+                                   f"budget {budget.text}."], [timing])]  # fmt: skip
+    rows = [{"check": c["name"], "passed": c["passed"], "finding": c["finding"],
+             "next": c["action"]} for c in checks.values()]  # fmt: skip
+    images = sorted((folder / "checks").glob("*.png"))
+    sections.append(Section("Steps 1-3: initial loss, overfit, LR range test", [], [rows], images))
+    sections += [stage_section(stage) for stage in stages]
+    sections.append(Section("Step 7: decisions", notes or ["none"]))
+    if scores is not None:
+        table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
+                 for name, m in scores.items()]  # fmt: skip
+        text = ["The best trial's arguments, trained twice as long; test split, never searched on."]
+        curves = [folder / "final" / "curves.png"]
+        sections.append(Section("Final model", text, [table], curves))
+    write_report(folder, "recipes tune", sections)
