@@ -44,11 +44,12 @@ def test_digits_split_is_fixed(digits) -> None:
 
 def test_augmentation_only_for_training(digits) -> None:
     train_tf, eval_tf = build_transforms(DataArguments(crop_scale=0.3), DATA_CONFIG)
-    image = digits.splits["train"][0]["image"]
+    images = digits.decoded("train", 32)[0][:8]
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 32, 32)
     torch.manual_seed(0)
-    assert not torch.equal(train_tf(image), train_tf(image))
-    assert torch.equal(eval_tf(image), eval_tf(image))
-    assert eval_tf(image).shape == (3, 32, 32)
+    assert not torch.equal(train_tf(images), train_tf(images))
+    assert torch.equal(eval_tf(images), eval_tf(images))
+    assert eval_tf(images).shape == (8, 3, 32, 32)
 
 
 def test_loader_gives_image_label_batches(digits) -> None:

@@ -34,17 +34,21 @@ class DataArguments:
     dataset: str = field(
         default="digits",
         metadata={
-            "help": "'digits' (embedded), 'imagefolder', or a hub dataset id such as 'beans'"
+            "help": "'digits' (embedded), 'fashion_mnist', 'imagefolder', or a hub id ('beans')"
         },
     )
-    data_dir: str | None = field(default=None, metadata={"help": "folder for 'imagefolder'"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "imagefolder: class folders; fashion_mnist: IDX files"}
+    )
     image_column: str = "image"
     label_column: str = "label"
     image_size: int = field(default=32, metadata={"help": "side of the square model input"})
-    augment: bool = field(default=True, metadata={"help": "timm training augmentation"})
+    augment: bool = field(default=True, metadata={"help": "random resized crop (and flip)"})
     hflip: float = field(default=0.0, metadata={"help": "horizontal flip probability"})
     crop_scale: float = field(default=0.6, metadata={"help": "smallest random-resized-crop area"})
-    num_workers: int = 0
+    num_workers: int | None = field(
+        default=None, metadata={"help": "loader processes (default: 0 on CPU, some with a GPU)"}
+    )
     max_train_samples: int = field(
         default=0, metadata={"help": "use only N training images (0: all)"}
     )

@@ -1,9 +1,10 @@
-"""Image data: the embedded digits, image folders and hub datasets, with timm transforms."""
+"""Image data: digits (embedded), Fashion-MNIST, image folders and hub datasets, as batches."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
 from datasets import Image as ImageFeature
 from PIL import Image
-from timm.data import create_transform
 
 from recipes.core.arguments import DataArguments
+from recipes.core.augment import BatchTransform
+from recipes.core.decode import decode, image_channels
 from recipes.core.errors import RecipeError
+from recipes.core.fashion import load_fashion_mnist
 from recipes.core.hub import require_hub
 
 DIGITS_SIZE = 32
@@ -24,16 +27,32 @@ HOLDOUT = 0.15
 
 @dataclass
 class ImageData:
-    """Train, validation and test splits with the class names they share."""
+    """Train, validation and test splits with the class names they share, decoded once."""
 
     splits: DatasetDict
     label_names: list[str]
     image_column: str = "image"
     label_column: str = "label"
+    _decoded: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def channels(self) -> int:
+        """1 for grayscale sources (kept so; models get in_chans=1), else 3."""
+        return image_channels(self.splits["train"], self.image_column)
+
+    def decoded(self, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images [N, C, H, W] and int64 labels of a split, decoded once per size."""
+        key = (split, size)
+        if key not in self._decoded:
+            part = self.splits[split]
+            images = decode(part, self.image_column, size, self.channels)
+            labels = torch.as_tensor(np.asarray(part[self.label_column]), dtype=torch.long)
+            self._decoded[key] = (images, labels)
+        return self._decoded[key]
 
 
 def load_digits() -> DatasetDict:
@@ -117,8 +136,8 @@ def load_hub_dataset(name: str) -> DatasetDict:
 
 def load_image_data(args: DataArguments) -> ImageData:
     """Load the configured source as train / validation / test splits with class names."""
-    if args.dataset == "digits":
-        splits = load_digits()
+    if args.dataset in ("digits", "fashion_mnist"):
+        splits = load_digits() if args.dataset == "digits" else load_fashion_mnist(args.data_dir)
         image_column, label_column = "image", "label"
     else:
         source = load_image_folder(args.data_dir) if args.dataset == "imagefolder" else None
@@ -178,54 +197,62 @@ def _check_columns(split: Dataset, image_column: str, label_column: str) -> None
 
 
 def build_transforms(args: DataArguments, data_config: dict, augment: bool | None = None):
-    """timm's training (augmented) and evaluation transforms for the model's data config."""
-    size = (3, args.image_size, args.image_size)
-    common = dict(input_size=size, mean=data_config["mean"], std=data_config["std"])
+    """The training (augmented) and evaluation batch transforms for the model's data config."""
+    common = dict(size=args.image_size, mean=data_config["mean"], std=data_config["std"])
     augment = args.augment if augment is None else augment
-    train = create_transform(
-        **common,
-        is_training=augment,
-        scale=(args.crop_scale, 1.0),
-        hflip=args.hflip,
-        interpolation="bilinear",
-        crop_pct=1.0,
-    )
-    evaluate = create_transform(**common, is_training=False, interpolation="bilinear", crop_pct=1.0)
-    return train, evaluate
+    train = BatchTransform(**common, train=augment, scale=(args.crop_scale, 1.0), hflip=args.hflip)
+    return train, BatchTransform(**common)
 
 
-class TransformedImages(torch.utils.data.Dataset):
-    """A split seen as (image tensor, label) pairs, decoded and transformed lazily per batch."""
+class DecodedImages(torch.utils.data.Dataset):
+    """A decoded split as (image, label) pairs; a batch of indices is transformed in one call."""
 
-    def __init__(self, split: Dataset, transform, image_column: str, label_column: str):
-        self.split, self.transform = split, transform
-        self.image_column, self.label_column = image_column, label_column
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: BatchTransform):
+        self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
-        return len(self.split)
+        return len(self.labels)
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        images, labels = self.__getitems__([index])
+        return images[0], labels[0]
 
-    def __getitems__(self, indices: list[int]):
-        rows = self.split[indices]
-        images, labels = rows[self.image_column], rows[self.label_column]
-        return [
-            (self.transform(im.convert("RGB")), y) for im, y in zip(images, labels, strict=True)
-        ]
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return self.transform(self.images[index]), self.labels[index]
+
+
+def keep_batch(batch):
+    """The dataset already returns whole batches: nothing to collate."""
+    return batch
+
+
+def choose_workers(requested: int | None) -> int:
+    """Loader processes: none on CPU, where they only take cores from training; some for a GPU."""
+    if requested is not None:
+        return requested
+    return min(8, (os.cpu_count() or 2) // 2) if torch.cuda.is_available() else 0
 
 
 def make_loader(
-    data: ImageData, split: str, transform, batch_size: int, shuffle: bool, num_workers: int = 0
+    data: ImageData,
+    split: str,
+    transform: BatchTransform,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int | None = 0,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over one split; its own generator leaves the augmentation RNG to resume."""
-    dataset = TransformedImages(data.splits[split], transform, data.image_column, data.label_column)
+    """Batches of one split; its own generator leaves the augmentation RNG to resume."""
+    images, labels = data.decoded(split, transform.size)
+    workers = choose_workers(num_workers)
     return torch.utils.data.DataLoader(
-        dataset,
+        DecodedImages(images, labels, transform),
         batch_size=batch_size,
         shuffle=shuffle,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        collate_fn=keep_batch,
         drop_last=False,
         generator=torch.Generator().manual_seed(0),
     )

@@ -71,9 +71,16 @@ def check_architecture(checkpoint: str | Path, model_name: str) -> None:
 
 
 def check_shapes(model: torch.nn.Module, shapes: dict, path: Path, head: str) -> None:
-    """Every backbone weight must be in the file with the same shape, or the load is refused."""
+    """Every backbone weight must be in the file with the same shape, or the load is refused.
+
+    The first convolution may take other input channels: timm sums or repeats its weights.
+    """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     body = {k: s for k, s in expected.items() if not k.startswith(head + ".")}
+    first = f"{model.pretrained_cfg.get('first_conv', '')}.weight"
+    if first in body and first in shapes and len(shapes[first]) == 4:
+        expected_first = body[first]
+        body[first] = (expected_first[0], shapes[first][1], *expected_first[2:])
     missing = [k for k in body if k not in shapes]
     wrong = [k for k in body if k in shapes and shapes[k] != body[k]]
     if missing or wrong:
@@ -124,14 +131,14 @@ def saved_label_names(checkpoint: str | Path) -> list[str] | None:
 
 
 def create_model(
-    args: ModelArguments, num_classes: int, label_names: list[str] | None = None
+    args: ModelArguments, num_classes: int, label_names: list[str] | None = None, in_chans: int = 3
 ) -> torch.nn.Module:
     """The configured timm model with `num_classes` outputs, frozen as its mode asks.
 
     A saved head is kept only for the same classes: other label names get a new head.
     """
     check_model_name(args.model_name)
-    kwargs = dict(drop_rate=args.drop_rate)
+    kwargs = dict(drop_rate=args.drop_rate, in_chans=in_chans)
     if args.checkpoint:
         model = load_local(args.model_name, args.checkpoint, num_classes, **kwargs)
         saved = saved_label_names(args.checkpoint)

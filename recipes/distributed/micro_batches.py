@@ -7,7 +7,6 @@ import math
 
 import torch
 from accelerate.data_loader import SeedableRandomSampler
-from torch.utils.data import default_collate
 
 IGNORE = -100  # label of the padding that completes the last evaluation micro-batch
 
@@ -57,7 +56,7 @@ def train_micro_batches(dataset, batches, replicas: int, replica: int, micro: in
         share = len(batch) // replicas
         mine = batch[replica * share : (replica + 1) * share]
         for i in range(0, share, micro):
-            yield default_collate(dataset.__getitems__(mine[i : i + micro]))
+            yield dataset.__getitems__(mine[i : i + micro])
 
 
 def eval_micro_batches(dataset, micro: int, replicas: int, replica: int):
@@ -65,7 +64,8 @@ def eval_micro_batches(dataset, micro: int, replicas: int, replica: int):
     n, per = len(dataset), micro * replicas
     for start in range(replica * micro, math.ceil(n / per) * per, per):
         positions = torch.arange(start, start + micro)
-        images, labels = default_collate(dataset.__getitems__([int(i) % n for i in positions]))
+        images, labels = dataset.__getitems__([int(i) % n for i in positions])
+        labels = labels.clone()
         labels[positions >= n] = IGNORE
         yield images, labels
 

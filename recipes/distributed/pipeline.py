@@ -12,7 +12,7 @@ from accelerate.utils import set_seed
 
 from recipes.core import runs
 from recipes.core.config import RecipeConfig
-from recipes.core.data import TransformedImages, build_transforms
+from recipes.core.data import DecodedImages, build_transforms
 from recipes.core.errors import RecipeError
 from recipes.core.models import save_model
 from recipes.distributed.layers import check_pipeline_shape, pipeline_layers
@@ -135,8 +135,8 @@ class Pipe:
     setup: Setup
     engine: object  # deepspeed.runtime.pipe.engine.PipelineEngine
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_set: TransformedImages
-    val_set: TransformedImages
+    train_set: DecodedImages
+    val_set: DecodedImages
     plan: StepPlan
     replicas: int
     micro: int
@@ -148,11 +148,11 @@ class Pipe:
         return self.engine.global_rank == 0
 
 
-def datasets(config: RecipeConfig, setup: Setup) -> tuple[TransformedImages, TransformedImages]:
+def datasets(config: RecipeConfig, setup: Setup) -> tuple[DecodedImages, DecodedImages]:
+    """The decoded training and validation splits, each with its batch transform."""
     train_tf, eval_tf = build_transforms(config.data, setup.data_config)
-    data = setup.data
     return tuple(
-        TransformedImages(data.splits[split], tf, data.image_column, data.label_column)
+        DecodedImages(*setup.data.decoded(split, tf.size), tf)
         for split, tf in (("train", train_tf), ("validation", eval_tf))
     )
 

@@ -24,7 +24,7 @@ COMBINE = {
     "vote": "majority vote, ties to the higher mean probability",
 }
 # Members see images in [0, 1]; each one applies its own mean/std inside the ensemble.
-UNIT_SCALE = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+UNIT_SCALE = {"mean": (0.0,), "std": (1.0,)}  # one value for any number of channels
 
 
 class Normalized(torch.nn.Module):

@@ -77,7 +77,9 @@ def make_accelerator(config: RecipeConfig, log_with: list[str], run_dir: Path) -
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             step_scheduler_with_optimizer=False,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            dataloader_config=DataLoaderConfiguration(
+                use_seedable_sampler=True, non_blocking=torch.cuda.is_available()
+            ),
             log_with=log_with or None,
             project_dir=str(run_dir / "tracking"),
         )

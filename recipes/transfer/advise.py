@@ -96,7 +96,11 @@ def probe_accuracy(train: Features, val: Features, layer: str, num_classes: int)
 def random_features(config: RecipeConfig, setup, device) -> dict[str, Features]:
     """Features of the same architecture with random weights: what no pretraining gives."""
     torch.manual_seed(config.training.seed)
-    model = timm.create_model(config.model.model_name, num_classes=setup.data.num_classes)
+    model = timm.create_model(
+        config.model.model_name,
+        num_classes=setup.data.num_classes,
+        in_chans=setup.data.channels,
+    )
     return {
         split: load_features(
             model,
