@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from recipes.cli.parsing import command_parser, split_recipe
 from recipes.core.config import build_parser, parse_config
 from recipes.training.route import run_recipe
@@ -24,6 +26,8 @@ def train_command(argv: list[str]) -> None:
             f"results in {run_dir}: best val accuracy {results['best_val_accuracy']:.4f} "
             f"(epoch {results['best_epoch']}), model in {run_dir}/model"
         )
+    if torch.distributed.is_initialized():  # a clean exit: no gloo thread left running
+        torch.distributed.destroy_process_group()
 
 
 def schedules_command(argv: list[str]) -> None:
