@@ -4,7 +4,6 @@ cached on disk (memory-mapped), keyed by the split's fingerprint so a change reb
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,11 +11,9 @@ from datasets import Array2D, Array3D, Dataset
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from recipes.core.cache import cache_root
+
 GRAY_MODES = ("1", "L", "I", "I;16", "F")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RECIPES_CACHE", Path.home() / ".cache" / "recipes")) / "decoded"
 
 
 def image_channels(split: Dataset, column: str) -> int:
@@ -61,10 +58,10 @@ def decode(split: Dataset, column: str, size: int, channels: int) -> torch.Tenso
     """uint8 images [N, C, H, W]: arrays at their own size, image files at `size` via the cache."""
     if not isinstance(split.features[column], ImageFeature):
         return array_images(split, column)
-    path = cache_dir() / f"{split._fingerprint}-{size}-{channels}.npy"
+    path = cache_root() / "decoded" / f"{split._fingerprint}-{size}-{channels}.npy"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.stem + f".{os.getpid()}.part.npy")
         np.save(partial, file_images(split, column, size, channels))
         partial.replace(path)
-    return torch.from_numpy(np.load(path, mmap_mode="r"))
+    return torch.from_numpy(np.load(path, mmap_mode="c"))  # copy-on-write: a writable tensor

@@ -4,7 +4,6 @@ read offline from its four IDX files, or from the hub when online."""
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
 from torchvision.datasets import FashionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from recipes.core.cache import cache_root
 from recipes.core.errors import RecipeError
 from recipes.core.hub import hub_offline, hub_reachable
 
@@ -50,9 +50,8 @@ def unzipped(path: Path) -> Path:
     """torchvision's readers take raw IDX files: a .gz is unpacked once into the cache."""
     if path.suffix != ".gz":
         return path
-    cache = Path(os.environ.get("RECIPES_CACHE", Path.home() / ".cache" / "recipes"))
     stat = path.stat()
-    out = cache / "fashion-mnist" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    out = cache_root() / "fashion-mnist" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".part")

@@ -64,11 +64,16 @@ def snapshot_steps(config: RecipeConfig, total_steps: int, warmup_steps: int = 0
     return {warmup_steps + -(-span * (k + 1) // cycles) for k in range(cycles)}
 
 
+def write_main(loop: Loop, model: torch.nn.Module, directory: Path) -> None:
+    """The main process writes a model whose weights every process holds whole."""
+    if loop.accelerator.is_main_process:
+        save_model(model, directory, loop.setup.data.label_names, loop.setup.data_config)
+
+
 def save_main(loop: Loop, model: torch.nn.Module, directory: Path) -> None:
     """Every process gathers ZeRO-3 shards, the main one writes the whole model."""
     with whole_weights(loop.accelerator, model):
-        if loop.accelerator.is_main_process:
-            save_model(model, directory, loop.setup.data.label_names, loop.setup.data_config)
+        write_main(loop, model, directory)
 
 
 def prepare(config: RecipeConfig) -> Loop:
@@ -185,17 +190,16 @@ def finish(loop: Loop, stopped: bool) -> dict:
     """Save the last (and EMA) model and results.json, the same on every process."""
     accelerator, run_dir, setup = loop.accelerator, loop.run_dir, loop.setup
     accelerator.wait_for_everyone()
-    with whole_weights(accelerator, loop.unwrapped):
+    with whole_weights(accelerator, loop.unwrapped):  # one gather for both
         spread = replica_spread(accelerator, loop.unwrapped)
-    save_main(loop, loop.unwrapped, run_dir / "model")
+        write_main(loop, loop.unwrapped, run_dir / "model")
     values = runs.results(
         run_dir, loop.state, stopped, len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=spread,
     )  # fmt: skip
+    if loop.ema is not None:  # never sharded: ZeRO-3 with EMA is refused
+        write_main(loop, loop.ema.module, run_dir / "ema_model")
     if accelerator.is_main_process:
-        if loop.ema is not None:
-            save_model(loop.ema.module, run_dir / "ema_model", setup.data.label_names,
-                       setup.data_config)  # fmt: skip
         runs.finish(run_dir, values)
     accelerator.end_training()
     return values

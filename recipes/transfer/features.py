@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from recipes.core.arguments import DataArguments
+from recipes.core.cache import cache_root
 from recipes.core.data import ImageData, build_transforms, make_loader
 from recipes.core.errors import RecipeError
 from recipes.core.models import head_name, stage_names
@@ -32,7 +33,7 @@ class Features:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("RECIPES_CACHE", Path.home() / ".cache" / "recipes")) / "features"
+    return cache_root() / "features"
 
 
 def layer_name(stage: int | None) -> str:

@@ -18,7 +18,7 @@ from recipes.training.accelerator import make_accelerator
 from recipes.training.setup import build_setup
 from recipes.training.step import EpochHook, ask_hook
 from recipes.transfer.features import Features, load_features
-from recipes.transfer.probe_fit import best_fit, choose_solver, fits_by_epoch
+from recipes.transfer.probe_fit import best_fit, choose_solver, fits_by_epoch, l2_scores
 
 
 def check_linear_head(model: torch.nn.Module) -> torch.nn.Linear:
@@ -88,7 +88,7 @@ def write_probe_run(config: RecipeConfig, setup, run_dir: Path, accelerator, hoo
     values = runs.results(
         run_dir, state, stopped, len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=0.0, solver=solver, l2=fit.l2,
-        l2_search={str(f.l2): round(f.records[-1]["val_accuracy"], 4) for f in fits},
+        l2_search=l2_scores(fits),
         feature_cache={split: f.status for split, f in features.items()},
         feature_seconds=sum(f.seconds for f in features.values()),
     )  # fmt: skip

@@ -142,7 +142,12 @@ def search_l2(
 ) -> tuple[ProbeFit, dict[str, float]]:
     """Fit every L2 strength of the grid for all epochs; keep the best on validation."""
     fits = deque(fits_by_epoch(train, val, num_classes, epochs, solver, **kwargs), maxlen=1)[0]
-    return best_fit(fits), {str(f.l2): round(f.records[-1]["val_accuracy"], 4) for f in fits}
+    return best_fit(fits), l2_scores(fits)
+
+
+def l2_scores(fits: list[ProbeFit]) -> dict[str, float]:
+    """Each L2 strength's validation accuracy at its last epoch."""
+    return {str(f.l2): round(f.records[-1]["val_accuracy"], 4) for f in fits}
 
 
 def choose_solver(solver: str, train: Features) -> str:
