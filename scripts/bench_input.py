@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 
 import torch
 from datasets import Dataset, Features, Image, Value
+from machine import cpu_name
 from PIL import Image as PILImage
 from timm.data import create_transform
 
@@ -97,15 +97,6 @@ def raw_rate(config) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return rate(len(labels), time.perf_counter() - start)
-
-
-def cpu_name() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next(
-        (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if "Model name" in ln), ""
-    )
-    flags = sorted({f for f in ("avx2", "avx512_bf16", "amx_bf16") if f in lscpu})
-    return f"{name}, {os.cpu_count()} CPUs, flags {' '.join(flags)}"
 
 
 def bench_model(model: str, args, tmp: str) -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 from recipes.core.arguments import DataArguments
 from recipes.core.data import build_transforms, load_image_data, make_loader
 from recipes.core.errors import RecipeError
+from recipes.core.folders import load_image_folder
 
 DATA_CONFIG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
@@ -89,7 +90,7 @@ def test_missing_or_empty_folder(tmp_path: Path, make: str) -> None:
     folder = tmp_path / "data"
     if make == "empty":
         folder.mkdir()
-    with pytest.raises(RecipeError, match="image folder not found|no readable images"):
+    with pytest.raises(RecipeError, match="image folder not found|no image files"):
         load_image_data(DataArguments(dataset="imagefolder", data_dir=str(folder)))
 
 
@@ -107,3 +108,28 @@ def test_hub_dataset_without_network_fails_within_seconds(monkeypatch, offline: 
     with pytest.raises(RecipeError, match="'beans'.*imagefolder with data_dir"):
         load_image_data(DataArguments(dataset="beans"))
     assert time.perf_counter() - start < 10
+
+
+def test_class_folders_match_datasets_imagefolder(tmp_path: Path) -> None:
+    """The fast listing gives the dataset datasets' own builder gives: same files, same labels."""
+    from datasets import load_dataset
+
+    folder = write_folder(tmp_path / "pets", per_class=6)
+    ours = load_image_folder(str(folder))["train"]
+    theirs = load_dataset("imagefolder", data_dir=str(folder))["train"]
+    assert ours.features == theirs.features
+
+    def rows(split):
+        raw = split.cast_column("image", ImageFeature(decode=False))
+        return sorted((Path(r["image"]["path"]).resolve(), r["label"]) for r in raw)
+
+    assert rows(ours) == rows(theirs)
+
+
+def test_changed_file_changes_the_fingerprint(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "pets", per_class=6)
+    before = load_image_folder(str(folder))["train"]._fingerprint
+    assert load_image_folder(str(folder))["train"]._fingerprint == before
+    image = next((folder / "dog").iterdir())
+    image.write_bytes(image.read_bytes() + b"\0")
+    assert load_image_folder(str(folder))["train"]._fingerprint != before

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +16,7 @@ from recipes.core.augment import BatchTransform
 from recipes.core.decode import decode, image_channels
 from recipes.core.errors import RecipeError
 from recipes.core.fashion import load_fashion_mnist
+from recipes.core.folders import check_images, load_image_folder
 from recipes.core.hub import require_hub
 
 DIGITS_SIZE = 32
@@ -91,35 +90,6 @@ def add_missing_splits(splits: DatasetDict, label_column: str) -> DatasetDict:
     present = "validation" if "validation" in splits else "test"
     missing = "test" if present == "validation" else "validation"
     return DatasetDict({"train": held["train"], present: splits[present], missing: held["test"]})
-
-
-def check_images(split: Dataset, image_column: str) -> None:
-    """Open every image file once so a corrupt one is named before training starts."""
-    raw = split.cast_column(image_column, ImageFeature(decode=False))
-    for index, item in enumerate(raw[image_column]):
-        name = item.get("path") or f"row {index}"
-        try:
-            source = item["path"] if item.get("bytes") is None else io.BytesIO(item["bytes"])
-            with Image.open(source) as image:
-                image.verify()
-        except Exception as err:
-            raise RecipeError(f"corrupt image file {name}: {err}; remove or replace it") from None
-
-
-def load_image_folder(data_dir: str) -> DatasetDict:
-    """An `imagefolder` dataset (one sub-folder per class), with clear errors for bad folders."""
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise RecipeError(
-            f"image folder not found: {folder}; set data_dir to a folder of class folders"
-        )
-    try:
-        return load_dataset("imagefolder", data_dir=str(folder))
-    except Exception as err:
-        raise RecipeError(
-            f"no readable images in {folder} ({type(err).__name__}); "
-            "expected data_dir/CLASS_NAME/IMAGE.png"
-        ) from None
 
 
 def load_hub_dataset(name: str) -> DatasetDict:

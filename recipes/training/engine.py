@@ -169,7 +169,9 @@ def train_epoch(loop: Loop, epoch: int, bar: tqdm, snapshots: set[int]) -> torch
     return epoch_sums
 
 
-def end_epoch(loop: Loop, epoch: int, epoch_sums: torch.Tensor, seconds: float) -> dict:
+def end_epoch(
+    loop: Loop, epoch: int, epoch_sums: torch.Tensor, seconds: float, train_seconds: float
+) -> dict:
     """Validate, log the epoch, keep the best model, checkpoint; returns the epoch's record."""
     accelerator, t = loop.accelerator, loop.config.training
     metrics = epoch_metrics(
@@ -178,6 +180,7 @@ def end_epoch(loop: Loop, epoch: int, epoch_sums: torch.Tensor, seconds: float) 
     check_finite(metrics["train_loss"], loop.state["step"], loop.run_dir)
     lr = loop.scheduler.get_last_lr()[0]
     record = {"epoch": epoch + 1, "step": loop.state["step"], "lr": lr, **metrics}
+    record["train_seconds"] = train_seconds  # the updates alone, evaluation excluded
     accelerator.log(record, step=loop.state["step"])
     is_main = accelerator.is_main_process
     if runs.record_epoch(loop.run_dir, loop.state, record, seconds, is_main):
@@ -217,8 +220,10 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
     )
     start, stopped = time.perf_counter(), False
     for epoch in range(loop.state["epoch"], t.num_epochs):
+        epoch_start = time.perf_counter()
         epoch_sums = train_epoch(loop, epoch, bar, snapshots)
-        record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start)
+        train_seconds = time.perf_counter() - epoch_start
+        record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start, train_seconds)
         stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
         if stopped:
             break
