@@ -21,9 +21,10 @@ from optuna.trial import TrialState
 from recipes.cli import main
 from recipes.core.errors import RecipeError
 from recipes.search.agent import agent_command
-from recipes.search.engine import make_pruner, run_trial, suggest
 from recipes.search.report import edge_warnings
+from recipes.search.samplers import make_pruner
 from recipes.search.spec import build_spec, load_sweep
+from recipes.search.trial import run_trial, suggest
 from tests.conftest import PYTHON, ROOT, run_cli
 
 SWEEPS = ROOT / "recipes" / "configs" / "sweeps"

@@ -351,8 +351,8 @@ def test_a_sweep_trains_a_linear_probe_recipe_through_the_cached_probe(work, sou
     import yaml
     from optuna.trial import TrialState
 
-    from recipes.search.engine import run_trial
     from recipes.search.spec import load_sweep
+    from recipes.search.trial import run_trial
 
     fixed = target_args(work, source, "unused", "--mode", "linear_probe", "--num_epochs", "4")
     fixed = [a for a in fixed if a not in ("--output_dir", str(work / "unused"))]

@@ -22,12 +22,16 @@ def sweep_command(argv: list[str]) -> None:
     parser.add_argument("--dry-run", action="store_true", help="check the file, show the plan")
     parser.add_argument("--refine", action="store_true", help="then refine around the top trials")
     parser.add_argument("--overwrite", action="store_true", help="start the sweep folder over")
+    parser.add_argument(
+        "--heartbeat", type=int, default=60,
+        help="seconds between a trial's heartbeats; one silent for twice this is run again",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.workers < 1 or (args.trials is not None and args.trials < 1):
-        raise RecipeError("--workers and --trials must be at least 1")
+    if args.workers < 1 or (args.trials is not None and args.trials < 1) or args.heartbeat < 1:
+        raise RecipeError("--workers, --trials and --heartbeat must be at least 1")
     options = SweepOptions(
         workers=args.workers, trials=args.trials, storage=args.storage, seed=args.seed,
-        qmc=args.qmc, overwrite=args.overwrite, refine=args.refine,
+        qmc=args.qmc, overwrite=args.overwrite, refine=args.refine, heartbeat=args.heartbeat,
     )  # fmt: skip
     if args.dry_run:
         print("\n".join(plan_lines(load_sweep(args.sweep), options)))

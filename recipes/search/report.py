@@ -19,6 +19,8 @@ def trial_rows(spec: SweepSpec, study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial: state, metric (last reported for pruned), epochs, time, values, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if "skipped" in t.user_attrs:  # started after the budget was used up; never ran
+            continue
         value = t.value if t.state == TrialState.COMPLETE else None
         if t.state == TrialState.PRUNED and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
@@ -36,9 +38,20 @@ def trial_rows(spec: SweepSpec, study: optuna.Study) -> list[dict[str, Any]]:
                 "seconds": seconds,
                 **t.user_attrs.get("values", {}),
                 "error": t.user_attrs.get("error", ""),
+                "host": t.user_attrs.get("host"),
+                "run_dir": t.user_attrs.get("run_dir"),
             }
         )
     return rows
+
+
+def trial_folders(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Host -> the run folders of its trials: machines of one sweep share no file system."""
+    where: dict[str, list[str]] = {}
+    for r in rows:
+        if r["run_dir"] and r["run_dir"] not in where.get(r["host"], []):
+            where.setdefault(r["host"], []).append(r["run_dir"])
+    return where
 
 
 def edge_warnings(spec: SweepSpec, best: dict[str, Any]) -> list[str]:
@@ -118,6 +131,8 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
         values = " ".join(f"{p.name}={r.get(p.name)}" for p in spec.params)
         epochs = r["epochs"] or "-"
         print(f"{r['trial']:>5} {r['state']:<9} {metric:>12} {epochs:>6}  {values} {r['error']}")
+    for host, folders in trial_folders(rows).items():
+        print(f"trial folders on {host}: {', '.join(folders)}")
     summary: dict[str, Any] = {
         "sweep": spec.name,
         "metric": spec.metric,
@@ -131,7 +146,7 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
         summary["plots"] = [str(p) for p in plot_sweep(spec, rows, folder)]
         print(
             f"best: trial {best.number}, {spec.metric} {best.value:.4f}, config "
-            f"{best.user_attrs['run_dir']}/config.yaml"
+            f"{best.user_attrs.get('host')}:{best.user_attrs['run_dir']}/config.yaml"
         )
         print(
             "  recipes train "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import optuna
 
 from recipes.search.agent import agent_command
-from recipes.search.engine import SweepOptions, budget, run_stage
+from recipes.search.engine import SweepOptions, budget, last_to_finish, run_stage
 from recipes.search.params import describe, edge_values
 from recipes.search.refine import refine
 from recipes.search.report import summarize
@@ -47,7 +48,12 @@ def sweep(
     options = options or SweepOptions()
     spec = load_sweep(path)
     folder = Path(output_dir or Path("sweeps") / spec.name)
+    started = datetime.now()  # Optuna's trial times are local and naive too
     study = run_stage(spec, folder, options)
+    if not last_to_finish(study, started):
+        print(f"sweep {spec.name}: trials ended here; the process that ends the last trial "
+              "writes the summary")  # fmt: skip
+        return study
     summarize(spec, study, folder)
     if options.refine or "refine" in spec.raw:
         fine, study = refine(spec, study, folder, options)
