@@ -39,7 +39,10 @@ def test_yaml_exponents_without_a_dot_are_numbers(tmp_path: Path) -> None:
 
 
 def test_nested_values_and_booleans(tmp_path: Path) -> None:
-    recipe = write(tmp_path, "scheduler_kwargs: {milestones: [3, 6]}\naugment: false\n")
+    recipe = write(
+        tmp_path,
+        "lr_scheduler: multistep\nscheduler_kwargs: {milestones: [3, 6]}\naugment: false\n",
+    )
     config = parse_config(recipe, ["--channels_last=true", "--checkpoint", "none"])
     assert config.training.scheduler_kwargs == {"milestones": [3, 6]}
     assert config.data.augment is False
@@ -92,7 +95,10 @@ def test_missing_file() -> None:
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
-    config = parse_config(None, ["--learning_rate=0.25", "--scheduler_kwargs", '{"gamma": 0.5}'])
+    config = parse_config(
+        None,
+        ["--learning_rate=0.25", "--lr_scheduler", "step", "--scheduler_kwargs", '{"gamma": 0.5}'],
+    )
     config.save(tmp_path / "config.yaml")
     again = parse_config(tmp_path / "config.yaml")
     assert again.to_dict() == config.to_dict()

@@ -118,8 +118,9 @@ def test_grayscale_data_gets_a_one_channel_model():
 def test_fashion_recipe_trains_a_small_subset(tmp_path):
     result = run_cli(
         "train", "recipes/configs/fashion/scratch.yaml", "--model_name", "test_convnext",
-        "--max_train_samples", "512", "--num_epochs", "1", "--mixed_precision", "no",
-        "--channels_last", "false", "--output_dir", str(tmp_path / "run"),
+        "--max_train_samples", "512", "--num_epochs", "1", "--warmup_epochs", "0",
+        "--mixed_precision", "no", "--channels_last", "false",
+        "--output_dir", str(tmp_path / "run"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -285,7 +285,7 @@ def test_largebatch_study_writes_table_and_plot(tmp_path: Path):
     spec.loader.exec_module(study)
     rows = study.main(
         ["--out", str(tmp_path), "--multipliers", "2", "--processes", "1", "--epochs", "1",
-         "--max_train_samples", "64", "--batch", "8", "--lr", "0.02", "--warmup_epochs", "1"]
+         "--max_train_samples", "64", "--batch", "8", "--lr", "0.02", "--warmup_epochs", "0.5"]
     )  # fmt: skip
     assert [(r["processes"], r["accumulation"]) for r in rows] == [(1, 1)] + [(1, 2)] * 3
     assert [r["lr"] for r in rows] == pytest.approx([0.02, 0.02, 0.04, 0.04])

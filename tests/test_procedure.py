@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from recipes.cli import main
-from tests.conftest import run_cli
+from tests.conftest import PYTHON, ROOT, run_cli
+from tests.kill_harness import run_with_kills
+
+TIMES: dict[str, float] = {}
 
 RECIPE = """\
 model_name: test_convnext
@@ -25,7 +31,9 @@ def tuned(tmp_path_factory) -> tuple[Path, Path, str]:
     recipe = root / "recipe.yaml"
     recipe.write_text(RECIPE)
     folder = root / "out"
+    began = time.perf_counter()
     proc = run_cli("tune", str(recipe), "--budget", "3", "--output_dir", str(folder), timeout=900)
+    TIMES["tune"] = time.perf_counter() - began
     assert proc.returncode == 0, proc.stderr[-3000:]
     return recipe, folder, proc.stdout
 
@@ -88,3 +96,21 @@ def test_a_folder_of_another_recipe_is_refused(tuned, tmp_path: Path, capsys) ->
         main(["tune", str(other), "--budget", "3", "--output_dir", str(folder)])
     assert exit_info.value.code == 2
     assert "was made by a different recipe or budget (recipe" in capsys.readouterr().err
+
+
+def test_killed_tune_ends_with_a_report_and_reruns_no_finished_trial(tuned, tmp_path):
+    """SIGKILL `recipes tune` twice at random moments of a whole run, restart it each time."""
+    recipe, _, _ = tuned
+    folder = tmp_path / "killed"
+    command = [PYTHON, "-m", "recipes", "tune", str(recipe), "--budget", "3", "--output_dir",
+               str(folder)]  # fmt: skip
+    whole = TIMES["tune"]
+    outcome = run_with_kills(command, 2, 3, (0.2 * whole, 0.9 * whole), cwd=ROOT)
+    assert outcome.returncode == 0 and outcome.kills >= 1, outcome.stderr[-2000:]
+    assert (folder / "report.md").is_file()
+    for db in folder.rglob("optuna.db"):
+        url = f"sqlite:///{db}"
+        for summary in optuna.get_all_study_summaries(url):
+            trials = optuna.load_study(study_name=summary.study_name, storage=url).trials
+            done = [t.user_attrs["run_dir"] for t in trials if t.state == TrialState.COMPLETE]
+            assert len(done) == len(set(done)), f"a finished trial ran again in {db}"

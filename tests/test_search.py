@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from recipes.cli import main
 from recipes.core.errors import RecipeError
 from recipes.search.agent import agent_command
+from recipes.search.params import read_parameters
 from recipes.search.report import edge_warnings
 from recipes.search.samplers import make_pruner
 from recipes.search.spec import build_spec, load_sweep
@@ -205,19 +206,12 @@ DISTRIBUTIONS = {
 
 def test_each_wandb_distribution_samples_its_range():
     """Sampling through Optuna reproduces W&B's formulas (ranges, quanta, moments, weights)."""
-    spec = build_spec(
-        {
-            "method": "random",
-            "metric": {"name": "val_loss"},
-            "parameters": {"scheduler_kwargs": {"parameters": DISTRIBUTIONS}},
-        },
-        "d",
-    )
+    params, _ = read_parameters({"scheduler_kwargs": {"parameters": DISTRIBUTIONS}}, "random")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     draws = []
     for _ in range(400):
         trial = study.ask()
-        draws.append({p.name.split(".")[1]: suggest(trial, p) for p in spec.params})
+        draws.append({p.name.split(".")[1]: suggest(trial, p) for p in params})
         study.tell(trial, 0.0)
     column = {k: [d[k] for d in draws] for k in DISTRIBUTIONS}
     assert min(column["a"]) >= 1e-3 and max(column["a"]) <= 1e-1

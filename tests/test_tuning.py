@@ -219,7 +219,7 @@ def test_check_command_writes_report_and_recipe_copy(tmp_path, capsys):
             "has 50 examples but the overfit sample needs 5 batches x 64",
         ),
         (["--trial_lrs", "fast"], "--trial_lrs 'fast': give numbers"),
-        (["--overfit_steps", "many"], "argument --overfit_steps: invalid int value"),
+        (["--overfit_steps", "many"], "argument --overfit_steps: 'many' is not a whole number"),
     ],
 )
 def test_check_command_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):

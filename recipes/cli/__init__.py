@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from recipes.core.errors import RecipeError
+from recipes.core.errors import Interrupted, RecipeError
 
 # verb -> (module, function, one-line description); modules load only when their verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -46,3 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(130)

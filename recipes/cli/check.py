@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from recipes.cli.parsing import command_parser, split_recipe, wants_help
+from recipes.cli.parsing import command_parser, positive_int, split_recipe, wants_help
 from recipes.core import runs
 from recipes.core.config import parse_config, read_recipe
 from recipes.core.errors import RecipeError
@@ -25,13 +25,21 @@ def check_parser() -> argparse.ArgumentParser:
         epilog="Other --key value pairs override the recipe as in `recipes train`. To train with "
         "the suggestion: --write_recipe NEW.yaml, then `recipes train NEW.yaml`.",
     )
-    parser.add_argument("--overfit_batches", type=int, default=5, help="batches in the sample")
-    parser.add_argument("--overfit_steps", type=int, default=300, help="steps to memorise it")
-    parser.add_argument("--sweep_steps", type=int, default=100, help="steps of the LR sweep")
+    parser.add_argument(
+        "--overfit_batches", type=positive_int, default=5, help="batches in the sample"
+    )
+    parser.add_argument(
+        "--overfit_steps", type=positive_int, default=300, help="steps to memorise it"
+    )
+    parser.add_argument(
+        "--sweep_steps", type=positive_int, default=100, help="steps of the LR sweep"
+    )
     parser.add_argument(
         "--trial_lrs", type=parse_lrs, default=(), help="short runs at LRs, e.g. 1e-1,1e-2,1e-3"
     )
-    parser.add_argument("--trial_steps", type=int, default=100, help="steps of each short run")
+    parser.add_argument(
+        "--trial_steps", type=positive_int, default=100, help="steps of each short run"
+    )
     parser.add_argument("--write_recipe", metavar="NEW.yaml", help="recipe copy with the LR found")
     return parser
 

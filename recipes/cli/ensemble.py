@@ -7,7 +7,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from recipes.cli.parsing import command_parser, split_recipe
+from recipes.cli.parsing import command_parser, positive_int, split_recipe
 from recipes.core import runs
 from recipes.core.arguments import DataArguments
 from recipes.core.config import parse_config
@@ -31,9 +31,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, str | None, list[st
         "--top K | --snapshots RUN_DIR | --models DIR DIR... [options]"
     )
     parser = command_parser("recipes ensemble", usage=usage)
-    parser.add_argument("--members", type=int, help="train N members of RECIPE that differ by seed")
+    parser.add_argument(
+        "--members", type=positive_int, help="train N members of RECIPE that differ by seed"
+    )
     parser.add_argument("--from-sweep", dest="sweep", help="take the best trials of a sweep folder")
-    parser.add_argument("--top", type=int, default=3, help="how many trials of the sweep")
+    parser.add_argument("--top", type=positive_int, default=3, help="how many trials of the sweep")
     parser.add_argument("--snapshots", help="a run folder whose snapshots are the members")
     parser.add_argument("--models", nargs="+", help="saved model folders as members")
     parser.add_argument("--out", help="ensemble folder")
@@ -46,7 +48,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, str | None, list[st
     )
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help=METRICS_HELP)
     parser.add_argument("--data", help="recipe whose data scores members saved outside run folders")
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=positive_int, default=256)
     args, overrides = parser.parse_known_args(rest)
     if sum(map(bool, (args.members is not None, args.sweep, args.snapshots, args.models))) != 1:
         raise RecipeError(

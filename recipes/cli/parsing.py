@@ -20,6 +20,17 @@ def command_parser(prog: str, **kwargs) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def split_recipe(argv: list[str]) -> tuple[str | None, list[str]]:
     """`[RECIPE.yaml] [--key value ...]`: the recipe file when one comes first, and the rest."""
     if argv and not argv[0].startswith("-"):

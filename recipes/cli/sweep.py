@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from recipes.cli.parsing import command_parser
-from recipes.core.errors import RecipeError
+from recipes.cli.parsing import command_parser, positive_int
 from recipes.search.engine import SweepOptions
 from recipes.search.spec import load_sweep
 from recipes.search.sweep import plan_lines, sweep
@@ -15,20 +14,22 @@ def sweep_command(argv: list[str]) -> None:
     parser.add_argument("sweep", help="W&B sweep YAML (method, metric, parameters, ...)")
     parser.add_argument("--output_dir", help="sweep folder (default sweeps/NAME)")
     parser.add_argument("--storage", help="Optuna storage URL (default SQLite in the sweep folder)")
-    parser.add_argument("--workers", type=int, default=1, help="trials at once, in processes")
-    parser.add_argument("--trials", type=int, help="trials (default run_cap or the whole grid)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="trials at once, in processes"
+    )
+    parser.add_argument(
+        "--trials", type=positive_int, help="trials (default run_cap or the whole grid)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument("--qmc", action="store_true", help="random method: Sobol points")
     parser.add_argument("--dry-run", action="store_true", help="check the file, show the plan")
     parser.add_argument("--refine", action="store_true", help="then refine around the top trials")
     parser.add_argument("--overwrite", action="store_true", help="start the sweep folder over")
     parser.add_argument(
-        "--heartbeat", type=int, default=60,
+        "--heartbeat", type=positive_int, default=60,
         help="seconds between a trial's heartbeats; one silent for twice this is run again",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.workers < 1 or (args.trials is not None and args.trials < 1) or args.heartbeat < 1:
-        raise RecipeError("--workers, --trials and --heartbeat must be at least 1")
     options = SweepOptions(
         workers=args.workers, trials=args.trials, storage=args.storage, seed=args.seed,
         qmc=args.qmc, overwrite=args.overwrite, refine=args.refine, heartbeat=args.heartbeat,

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from recipes.cli.parsing import command_parser, split_recipe
+from recipes.cli.parsing import command_parser, positive_int, split_recipe
 from recipes.core.config import build_parser, parse_config
 from recipes.training.route import run_recipe
 from recipes.tuning.curves import diagnose, format_findings, load_history
@@ -36,7 +36,7 @@ def schedules_command(argv: list[str]) -> None:
 
     parser = command_parser("recipes schedules", description="draw every LR schedule family")
     parser.add_argument("--out", default="schedules")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=positive_int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args(argv)
     paths = plot_schedules(args.out, args.steps, args.warmup)

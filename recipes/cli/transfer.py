@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recipes.cli.parsing import command_parser, split_recipe
+from recipes.cli.parsing import command_parser, positive_int, split_recipe
 from recipes.core.config import parse_config
 from recipes.transfer.advise import advise
 from recipes.transfer.study import StudyOptions, compare_backbones, run_study, write_study
@@ -21,13 +21,15 @@ def study_command(argv: list[str]) -> None:
     defaults = StudyOptions()
     parser = command_parser("recipes transfer study", description=StudyOptions.__doc__)
     parser.add_argument("--model_name", default=defaults.model_name)
-    parser.add_argument("--image_size", type=int, default=defaults.image_size)
+    parser.add_argument("--image_size", type=positive_int, default=defaults.image_size)
     parser.add_argument("--checkpoint", help="source weights; default: pretrain on --source")
     parser.add_argument("--source", nargs="+", default=defaults.source)
     parser.add_argument("--target", nargs="+", default=defaults.target)
     parser.add_argument("--shots", nargs="+", default=defaults.shots)
-    parser.add_argument("--source_epochs", type=int, default=defaults.source_epochs)
-    parser.add_argument("--updates", type=int, default=defaults.updates, help="steps per run")
+    parser.add_argument("--source_epochs", type=positive_int, default=defaults.source_epochs)
+    parser.add_argument(
+        "--updates", type=positive_int, default=defaults.updates, help="steps per run"
+    )
     parser.add_argument("--out", default=defaults.out)
     args = vars(parser.parse_args(argv))
     options = StudyOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})

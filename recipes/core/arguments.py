@@ -6,6 +6,7 @@ import ast
 import json
 from dataclasses import dataclass, field
 
+from recipes.core.bounds import check_bounds
 from recipes.core.errors import RecipeError
 
 
@@ -59,6 +60,9 @@ class DataArguments:
         default=None, metadata={"help": "keep N training examples of each class (few-shot)"}
     )
 
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
 
 @dataclass
 class ModelArguments:
@@ -98,8 +102,7 @@ class ModelArguments:
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, ("manual", "auto"))
         check_choice("probe_solver", self.probe_solver, ("auto", "lbfgs", "sgd"))
-        if self.freeze_stages < 0 or self.probe_epochs < 0:
-            raise RecipeError("freeze_stages and probe_epochs must be 0 or more")
+        check_bounds(self)
 
 
 @dataclass
@@ -173,14 +176,7 @@ class TrainingArguments:
         check_choice("report_to", self.report_to, ("none", "wandb", "tensorboard"))
         check_choice("parallel", self.parallel, ("data", "pipeline"))
         check_choice("partition", self.partition, ("parameters", "uniform"))
-        if self.pipeline_stages < 1 or self.micro_batches < 1:
-            raise RecipeError("pipeline_stages and micro_batches must be at least 1")
-        if self.num_epochs <= 0 or self.per_device_train_batch_size <= 0:
-            raise RecipeError("num_epochs and per_device_train_batch_size must be positive")
-        if self.gradient_accumulation_steps < 1:
-            raise RecipeError("gradient_accumulation_steps must be at least 1")
-        if not 0 <= self.ema_decay < 1:
-            raise RecipeError(f"ema_decay {self.ema_decay} must be in [0, 1) (0: off), e.g. 0.999")
+        check_bounds(self)
         cycles = int(self.scheduler_kwargs.get("num_cycles", 1))
         if self.snapshot_ensemble and (self.lr_scheduler != "cosine_with_restarts" or cycles < 2):
             raise RecipeError(

@@ -20,6 +20,7 @@ from recipes.core.arguments import (
     check_choice,
 )
 from recipes.core.errors import RecipeError, argument_error
+from recipes.core.files import write_atomic
 
 DIGITS_RECIPES = Path(__file__).parents[1] / "configs" / "digits"
 
@@ -58,7 +59,7 @@ class RecipeConfig:
         return RecipeConfig(**parts)
 
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingArguments)
@@ -67,14 +68,15 @@ DEFAULTS = {f.name: f.default for cls in ARGUMENT_CLASSES for f in dataclasses.f
 
 
 def check_names(config: RecipeConfig) -> None:
-    """Unknown model, optimizer or scheduler names fail here, before any work starts."""
+    """Unknown model, optimizer or scheduler names (or scheduler kwargs) fail here, before work."""
     from recipes.core.models import check_model_name
     from recipes.schedules.optimizers import check_optimizer_name
-    from recipes.schedules.registry import family
+    from recipes.schedules.registry import check_scheduler_kwargs
 
+    t = config.training
     check_model_name(config.model.model_name)
-    check_optimizer_name(config.training.optimizer)
-    family(config.training.lr_scheduler)
+    check_optimizer_name(t.optimizer)
+    check_scheduler_kwargs(t.lr_scheduler, t.scheduler_kwargs, t.num_epochs)
 
 
 def check_keys(keys: list[str]) -> None:

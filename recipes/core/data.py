@@ -114,7 +114,15 @@ def load_image_data(args: DataArguments) -> ImageData:
         splits = source if source is not None else load_hub_dataset(args.dataset)
         image_column, label_column = args.image_column, args.label_column
         _check_columns(splits["train"], image_column, label_column)
-        splits = add_missing_splits(splits, label_column)
+        check_classes(splits, label_column, args.data_dir or args.dataset)
+        try:
+            splits = add_missing_splits(splits, label_column)
+        except ValueError as err:  # a stratified split of too few images per class
+            raise RecipeError(
+                f"{args.data_dir or args.dataset}: too few images per class to hold out "
+                f"validation and test ({str(err).splitlines()[0]}); add images or give "
+                "validation/ and test/ folders"
+            ) from None
         if args.dataset == "imagefolder":
             for split in splits.values():
                 check_images(split, image_column)
@@ -127,6 +135,16 @@ def load_image_data(args: DataArguments) -> ImageData:
         splits["train"] = train.select(range(min(args.max_train_samples, len(train))))
     label_names = splits["train"].features[label_column].names
     return ImageData(splits, label_names, image_column, label_column)
+
+
+def check_classes(splits: DatasetDict, label_column: str, where: str) -> None:
+    """A classifier needs two classes."""
+    names = splits["train"].features[label_column].names
+    if len(names) < 2:
+        raise RecipeError(
+            f"{where} has {len(names)} class ({', '.join(names) or 'none'}); a classifier needs "
+            "at least 2 (one folder per class: data_dir/CLASS_NAME/IMAGE.png)"
+        )
 
 
 def keep_classes(splits: DatasetDict, label_column: str, classes: list[str]) -> DatasetDict:

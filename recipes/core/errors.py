@@ -9,6 +9,10 @@ class RecipeError(Exception):
     """A problem with what the user asked for, stated in one line with the fix."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during training: a checkpoint was saved; the command line exits with 130."""
+
+
 def argument_error(message: str) -> NoReturn:
     """argparse's `error`, as a one-line `RecipeError` like every other bad input."""
     raise RecipeError(message)

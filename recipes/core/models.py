@@ -13,6 +13,7 @@ import torch
 from timm.models import save_for_hf
 
 from recipes.core.errors import RecipeError
+from recipes.core.files import write_atomic
 from recipes.core.hub import require_hub
 
 if TYPE_CHECKING:
@@ -130,24 +131,78 @@ def saved_label_names(checkpoint: str | Path) -> list[str] | None:
     return json.loads(config.read_text()).get("label_names") if config.is_file() else None
 
 
+def size_kwargs(name: str, image_size: int | None) -> dict:
+    """A model made for one input size (a ViT for 224 px) is built for the recipe's size."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    fixed = cfg is not None and cfg.fixed_input_size and image_size
+    return {"img_size": image_size} if fixed and cfg.input_size[-1] != image_size else {}
+
+
+def fixed_size_error(name: str, image_size: int, err: Exception) -> RecipeError:
+    need = timm.models.get_pretrained_cfg(name).input_size[-1]
+    reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return RecipeError(
+        f"{name} is made for {need}x{need} inputs and timm cannot build it for {image_size} "
+        f"({reason}); set image_size: {need} or a size it takes, or choose another model"
+    )
+
+
+def check_runs(model: torch.nn.Module, name: str, in_chans: int, image_size: int | None) -> None:
+    """One tiny forward pass, so a size the network cannot take fails here in one line."""
+    if not image_size:
+        return
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, in_chans, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        cfg = timm.models.get_pretrained_cfg(name)
+        default = cfg.input_size[-1] if cfg else 224
+        raise RecipeError(
+            f"{name} cannot run on {image_size}x{image_size} inputs ({reason}); "
+            f"set image_size to {default} or another size it takes"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def make_model(
+    args: ModelArguments, num_classes: int, label_names, kwargs: dict
+) -> torch.nn.Module:
+    """From local weights, the hub or scratch."""
+    if args.checkpoint:
+        model = load_local(args.model_name, args.checkpoint, num_classes, **kwargs)
+        saved = saved_label_names(args.checkpoint)
+        if label_names is not None and saved is not None and list(saved) != list(label_names):
+            model.reset_classifier(num_classes)
+        return model
+    if args.pretrained:
+        return load_from_hub(args.model_name, num_classes, **kwargs)
+    return timm.create_model(args.model_name, num_classes=num_classes, **kwargs)
+
+
 def create_model(
-    args: ModelArguments, num_classes: int, label_names: list[str] | None = None, in_chans: int = 3
+    args: ModelArguments,
+    num_classes: int,
+    label_names: list[str] | None = None,
+    in_chans: int = 3,
+    image_size: int | None = None,
 ) -> torch.nn.Module:
     """The configured timm model with `num_classes` outputs, frozen as its mode asks.
 
     A saved head is kept only for the same classes: other label names get a new head.
     """
     check_model_name(args.model_name)
-    kwargs = dict(drop_rate=args.drop_rate, in_chans=in_chans)
-    if args.checkpoint:
-        model = load_local(args.model_name, args.checkpoint, num_classes, **kwargs)
-        saved = saved_label_names(args.checkpoint)
-        if label_names is not None and saved is not None and list(saved) != list(label_names):
-            model.reset_classifier(num_classes)
-    elif args.pretrained:
-        model = load_from_hub(args.model_name, num_classes, **kwargs)
-    else:
-        model = timm.create_model(args.model_name, num_classes=num_classes, **kwargs)
+    sized = size_kwargs(args.model_name, image_size)
+    kwargs = dict(drop_rate=args.drop_rate, in_chans=in_chans, **sized)
+    try:
+        model = make_model(args, num_classes, label_names, kwargs)
+    except (TypeError, AssertionError, ValueError, RuntimeError) as err:
+        if not sized:
+            raise
+        raise fixed_size_error(args.model_name, image_size, err) from None
+    check_runs(model, args.model_name, in_chans, image_size)
     if args.mode == "linear_probe":
         freeze_backbone(model)
     elif args.freeze_stages:
@@ -214,7 +269,7 @@ def save_model(
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
     config.get("model_args", {}).pop("num_classes", None)
-    config_path.write_text(json.dumps(config, indent=2))
+    write_atomic(config_path, json.dumps(config, indent=2))
     return directory
 
 

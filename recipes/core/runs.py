@@ -13,6 +13,7 @@ import yaml
 
 from recipes.core.config import RecipeConfig
 from recipes.core.errors import RecipeError
+from recipes.core.files import append_line, read_json_lines, write_atomic
 from recipes.core.plots import plot_curves
 
 CHECKPOINTS = "checkpoints"
@@ -51,6 +52,26 @@ def differing_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
+MIN_FREE_BYTES = 200 * 2**20  # checkpoints of the models here are tens of MB
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output folder that is a file, cannot be written, or sits on a full disk."""
+    parent = next(p for p in (path, *path.parents) if p.exists())
+    if not parent.is_dir():
+        raise RecipeError(
+            f"output_dir {path}: {parent} is a file, not a folder; give a folder path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RecipeError(f"output_dir {path}: {parent} is not writable; choose another folder")
+    free = shutil.disk_usage(parent).free
+    if free < MIN_FREE_BYTES:
+        raise RecipeError(
+            f"output_dir {path}: only {free / 2**20:.0f} MB free on its disk; free some space "
+            "or choose a folder on another disk"
+        )
+
+
 def open_run_dir(
     config: RecipeConfig, is_main: bool, barrier: Callable[[], None] = lambda: None
 ) -> Path:
@@ -60,6 +81,7 @@ def open_run_dir(
     config.yaml that is half written.
     """
     path = run_dir(config)
+    check_writable(path)
     saved_path = path / "config.yaml"
     overwrite = config.training.overwrite_output_dir
     if saved_path.is_file() and not overwrite:
@@ -110,14 +132,11 @@ def prune_checkpoints(path: Path, keep: int) -> None:
 
 
 def append_jsonl(file: Path, record: dict[str, Any]) -> None:
-    with file.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(file, json.dumps(record))
 
 
 def read_jsonl(file: Path) -> list[dict[str, Any]]:
-    if not file.is_file():
-        return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return read_json_lines(file)
 
 
 def truncate_history(path: Path, step: int) -> None:
@@ -125,11 +144,11 @@ def truncate_history(path: Path, step: int) -> None:
     for name in (STEPS_FILE, EPOCHS_FILE):
         file = path / name
         kept = [r for r in read_jsonl(file) if r["step"] <= step]
-        file.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_atomic(file, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def write_json(file: Path, value: dict[str, Any]) -> None:
-    file.write_text(json.dumps(value, indent=2))
+    write_atomic(file, json.dumps(value, indent=2))
 
 
 def new_state() -> dict[str, Any]:

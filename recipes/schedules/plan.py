@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from recipes.core.errors import RecipeError
 from recipes.schedules.registry import epochs_to_steps
 
 if TYPE_CHECKING:
@@ -38,9 +39,15 @@ def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> S
     `batches_per_epoch` is what one replica's loader yields in an epoch; `replicas` is the number
     of data-parallel copies of the model (processes for the engine, replicas for the pipeline).
     """
+    if t.gradient_accumulation_steps > batches_per_epoch:
+        raise RecipeError(
+            f"gradient_accumulation_steps: {t.gradient_accumulation_steps} is more than the "
+            f"{batches_per_epoch} batches of an epoch on each process; set it to at most "
+            f"{batches_per_epoch}, or lower per_device_train_batch_size"
+        )
     per_epoch = math.ceil(batches_per_epoch / t.gradient_accumulation_steps)
     global_batch = t.per_device_train_batch_size * replicas * t.gradient_accumulation_steps
-    return StepPlan(
+    plan = StepPlan(
         per_epoch=per_epoch,
         total=int(t.num_epochs * per_epoch),
         warmup=t.warmup_steps or round(t.warmup_epochs * per_epoch),
@@ -48,3 +55,9 @@ def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> S
         lr=scale_learning_rate(t.learning_rate, global_batch, t.base_batch_size, t.scale_lr),
         scheduler_kwargs=epochs_to_steps(t.lr_scheduler, t.scheduler_kwargs, per_epoch),
     )
+    if plan.warmup >= plan.total:
+        raise RecipeError(
+            f"warmup ({plan.warmup} updates) is not shorter than training ({plan.total} updates); "
+            "lower warmup_epochs or warmup_steps, or raise num_epochs"
+        )
+    return plan

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
-from transformers import get_scheduler
+from transformers import SchedulerType, get_scheduler
+from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION
 
 from recipes.core.errors import RecipeError
 
@@ -26,6 +28,7 @@ class Family:
     help: str
     epoch_kwargs: tuple[str, ...] = ()  # given in epochs by recipes, converted to updates
     example: dict = field(default_factory=dict)  # kwargs for a plot, in epochs of a 1-epoch run
+    kwargs: tuple[str, ...] | None = None  # the parameters it takes (None: not checked)
 
 
 def step_decay_factor(
@@ -81,19 +84,33 @@ def hf_family(name: str, optimizer, total: int, warmup: int, kwargs: dict) -> LR
         raise RecipeError(f"{name}: bad scheduler_kwargs {kwargs} ({err})") from None
 
 
+HF_FIXED = ("optimizer", "num_warmup_steps", "num_training_steps", "last_epoch")
+
+
+def hf_kwargs(name: str) -> tuple[str, ...]:
+    """What a transformers schedule takes besides optimizer, steps and warmup: its signature."""
+    function = TYPE_TO_SCHEDULER_FUNCTION[SchedulerType(name)]
+    return tuple(p for p in inspect.signature(function).parameters if p not in HF_FIXED)
+
+
 def _hf(name: str, help: str, **example) -> Family:
-    return Family(partial(hf_family, name), help, example=example)
+    return Family(partial(hf_family, name), help, example=example, kwargs=hf_kwargs(name))
 
 
 FAMILIES: dict[str, Family] = {
     "step": Family(
-        step, "multiply the LR by gamma every step_size epochs", ("step_size",), {"step_size": 0.3}
+        step,
+        "multiply the LR by gamma every step_size epochs",
+        ("step_size",),
+        {"step_size": 0.3},
+        ("step_size", "gamma"),
     ),  # fmt: skip
     "multistep": Family(
         multistep,
         "multiply the LR by gamma at each milestone epoch",
         ("milestones",),
         {"milestones": [0.5, 0.75]},
+        ("milestones", "gamma"),
     ),  # fmt: skip
     "cosine": _hf("cosine", "half a cosine from the peak LR down to 0"),
     "linear": _hf("linear", "straight line from the peak LR down to 0"),
@@ -147,6 +164,23 @@ def build_scheduler(
 ) -> LRScheduler:
     """Any family by name, with warmup, as a torch scheduler stepped once per optimizer update."""
     return family(name).build(optimizer, num_training_steps, num_warmup_steps, kwargs)
+
+
+def check_scheduler_kwargs(name: str, kwargs: dict, num_epochs: float) -> None:
+    """Unknown keys are refused (not silently ignored); epoch-valued ones must fall in training."""
+    valid = family(name).kwargs
+    for key in kwargs if valid is not None else ():
+        if key not in valid:
+            takes = f"valid: {', '.join(valid)}" if valid else "it takes none"
+            raise RecipeError(f"scheduler_kwargs: {name} has no parameter {key!r}; {takes}")
+    for key in family(name).epoch_kwargs:
+        values = kwargs.get(key, [])
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if not 0 < float(value) <= num_epochs:
+                raise RecipeError(
+                    f"scheduler_kwargs: {key} {value} is outside training (epochs 0 to "
+                    f"{num_epochs:g}); give epochs inside it"
+                )
 
 
 def epochs_to_steps(name: str, kwargs: dict, steps_per_epoch: int) -> dict:

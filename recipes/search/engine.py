@@ -16,6 +16,7 @@ import yaml
 from optuna.trial import TrialState
 
 from recipes.core.errors import RecipeError
+from recipes.core.files import write_atomic
 from recipes.search.spec import SweepSpec, grid_points
 from recipes.search.storage import make_storage, parse_url, shown, storage_lock
 from recipes.search.workers import SKIPPED, counts, recover, run_workers
@@ -74,7 +75,7 @@ def open_study(
         with storage_lock(url):  # two processes never queue the grid twice
             for point in grid_points(spec)[:target]:
                 study.enqueue_trial(point, skip_if_exists=True)
-    (folder / "sweep.yaml").write_text(yaml.safe_dump(spec.raw, sort_keys=False))
+    write_atomic(folder / "sweep.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
     return study
 
 

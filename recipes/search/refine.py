@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from recipes.core.config import parse_config
 from recipes.core.errors import RecipeError
+from recipes.core.files import write_atomic
 from recipes.search.engine import SweepOptions, run_stage
 from recipes.search.params import Param, is_log
 from recipes.search.spec import SweepSpec, build_spec, trial_args
@@ -100,7 +101,7 @@ def refine(spec: SweepSpec, study: optuna.Study, folder: Path, args: SweepOption
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
     refined = refine_sweep(spec, top, epochs)
     path = folder / "refine.yaml"
-    path.write_text(yaml.safe_dump(refined, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(refined, sort_keys=False))
     print(f"refine stage written to {path} (runs on W&B too: wandb sweep {path})")
     fine = build_spec(refined, refined["name"])
     return fine, run_stage(fine, folder / "refine", dataclasses.replace(args, trials=None))

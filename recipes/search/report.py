@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from recipes.core.files import write_atomic
 from recipes.search.params import is_log
 from recipes.search.spec import SweepSpec
 
@@ -122,9 +124,10 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
     """Print and save the best trial with its config, the table of trials, plots and warnings."""
     rows = trial_rows(spec, study)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with (folder / "trials.csv").open("w", newline="") as f:
-        csv.DictWriter(f, columns).writeheader()
-        csv.DictWriter(f, columns).writerows(rows)
+    table = io.StringIO(newline="")
+    csv.DictWriter(table, columns).writeheader()
+    csv.DictWriter(table, columns).writerows(rows)
+    write_atomic(folder / "trials.csv", table.getvalue())
     print(f"{'trial':>5} {'state':<9} {spec.metric:>12} {'epochs':>6}  values")
     for r in rows:
         metric = "-" if r[spec.metric] is None else f"{r[spec.metric]:.4f}"
@@ -156,5 +159,5 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
             print(f"warning: {warning}")
     else:
         print(f"no trial of {spec.name} finished; see the error column above")
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_atomic(folder / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 
+from recipes.core.locks import folder_lock
 from recipes.search.agent import agent_command
 from recipes.search.engine import SweepOptions, budget, last_to_finish, run_stage
 from recipes.search.params import describe, edge_values
@@ -48,6 +49,12 @@ def sweep(
     options = options or SweepOptions()
     spec = load_sweep(path)
     folder = Path(output_dir or Path("sweeps") / spec.name)
+    with folder_lock(folder, "sweep folder"):
+        return sweep_in(spec, folder, options)
+
+
+def sweep_in(spec: SweepSpec, folder: Path, options: SweepOptions) -> optuna.Study:
+    """The sweep's stages in its folder (this machine's part of a shared study)."""
     started = datetime.now()  # Optuna's trial times are local and naive too
     study = run_stage(spec, folder, options)
     if not last_to_finish(study, started):

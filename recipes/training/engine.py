@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from recipes.core import runs
 from recipes.core.config import RecipeConfig
 from recipes.core.data import build_transforms, make_loader
-from recipes.core.errors import RecipeError
+from recipes.core.errors import Interrupted, RecipeError
 from recipes.core.models import save_model, train_mode
 from recipes.core.tracking import tracker_setup
 from recipes.schedules import StepPlan, build_optimizer, build_scheduler, plan_steps, set_peak_lr
@@ -86,7 +86,6 @@ def prepare(config: RecipeConfig) -> Loop:
         t.report_to, run_dir, runs.run_name(config), t.wandb_group
     )
     accelerator = make_accelerator(config, log_with, run_dir)
-    run_dir = runs.open_run_dir(config, accelerator.is_main_process, accelerator.wait_for_everyone)
     setup = build_setup(config)
     model = setup.model.to(memory_format=torch.channels_last) if t.channels_last else setup.model
     train_tf, eval_tf = build_transforms(config.data, setup.data_config)
@@ -111,6 +110,12 @@ def prepare(config: RecipeConfig) -> Loop:
         model, optimizer, train_loader, val_loader
     )
     plan = plan_steps(t, len(train_loader), accelerator.num_processes)
+    resume = (
+        None
+        if t.overwrite_output_dir
+        else runs.find_resume_checkpoint(run_dir, t.resume_from_checkpoint)
+    )  # before anything is written
+    run_dir = runs.open_run_dir(config, accelerator.is_main_process, accelerator.wait_for_everyone)
     set_peak_lr(optimizer, t.learning_rate, plan.lr)
     scheduler = build_scheduler(
         t.lr_scheduler, optimizer, plan.total, plan.warmup, **plan.scheduler_kwargs
@@ -118,7 +123,6 @@ def prepare(config: RecipeConfig) -> Loop:
     accelerator.register_for_checkpointing(scheduler, *([ema] if ema else []))
     loop = Loop(config, accelerator, setup, model, optimizer, scheduler, ema, train_loader,
                 val_loader, plan, run_dir, runs.new_state())  # fmt: skip
-    resume = runs.find_resume_checkpoint(run_dir, t.resume_from_checkpoint)
     if resume:
         accelerator.load_state(str(resume))
         loop.state = runs.read_state(resume)
@@ -219,13 +223,21 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         disable=not accelerator.is_local_main_process,
     )
     start, stopped = time.perf_counter(), False
-    for epoch in range(loop.state["epoch"], t.num_epochs):
-        epoch_start = time.perf_counter()
-        epoch_sums = train_epoch(loop, epoch, bar, snapshots)
-        train_seconds = time.perf_counter() - epoch_start
-        record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start, train_seconds)
-        stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
-        if stopped:
-            break
+    try:
+        for epoch in range(loop.state["epoch"], t.num_epochs):
+            epoch_start = time.perf_counter()
+            epoch_sums = train_epoch(loop, epoch, bar, snapshots)
+            train_seconds = time.perf_counter() - epoch_start
+            record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start, train_seconds)
+            stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
+            if stopped:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        save_checkpoint(accelerator, loop.run_dir, loop.state, t.save_total_limit)
+        raise Interrupted(
+            f"checkpoint saved at step {loop.state['step']} in {loop.run_dir}; "
+            "run the same command again to resume from it"
+        ) from None
     bar.close()
     return finish(loop, stopped)

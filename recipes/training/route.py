@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from recipes.core import runs
 from recipes.core.config import RecipeConfig
+from recipes.core.locks import folder_lock
 from recipes.training.step import EpochHook
 
 # Every route takes (config, epoch_hook) and returns what it wrote to results.json.
@@ -68,7 +70,9 @@ def run_recipe(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dic
     call this, so one recipe trains the same way whoever runs it.
     """
     config, advice = resolve_strategy(config)
-    results = route_function(route_of(config))(config, epoch_hook)
-    if advice is not None and int(os.environ.get("RANK", "0")) == 0:
-        runs.write_json(runs.run_dir(config) / "advice.json", advice)
+    main = int(os.environ.get("RANK", "0")) == 0  # one lock per run, held by rank 0
+    with folder_lock(runs.run_dir(config)) if main else nullcontext():
+        results = route_function(route_of(config))(config, epoch_hook)
+        if advice is not None and main:
+            runs.write_json(runs.run_dir(config) / "advice.json", advice)
     return results

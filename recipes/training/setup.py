@@ -24,8 +24,8 @@ class Setup:
 def build_setup(config: RecipeConfig) -> Setup:
     """Load the data and create the model the recipe describes."""
     data = load_image_data(config.data)
-    model = create_model(config.model, data.num_classes, data.label_names, data.channels)
     size, channels = config.data.image_size, data.channels
+    model = create_model(config.model, data.num_classes, data.label_names, channels, size)
     data_config = resolve_data_config({"input_size": (channels, size, size)}, model=model)
     data_config.update(crop_pct=1.0, interpolation="bilinear")
     if channels == 1:  # a grayscale model is normalised by the mean of the RGB statistics

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recipes.core.errors import RecipeError
+from recipes.core.files import write_atomic
 
 CHECK_SECONDS = 45  # the three checks on 2 CPU cores with the default recipe (bench_checks.py)
 TRIAL_SECONDS = 20  # one short trial of the default recipe on 2 CPU cores
@@ -65,7 +66,7 @@ class Clock:
 
     def record(self, step: str, started: float) -> None:
         self.steps[step] = self.steps.get(step, 0.0) + time.perf_counter() - started
-        self.file.write_text(json.dumps(self.steps, indent=2))
+        write_atomic(self.file, json.dumps(self.steps, indent=2))
 
     def left(self) -> float:
         if self.budget.seconds is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from recipes.core.files import write_atomic
 from recipes.core.models import train_mode
 from recipes.schedules import build_optimizer
 
@@ -79,8 +80,8 @@ class CheckReport:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         checks = [asdict(r) for r in self.results]
-        (out / CHECKS_FILE).write_text(
-            json.dumps({"passed": self.passed, "checks": checks}, indent=2)
+        write_atomic(
+            out / CHECKS_FILE, json.dumps({"passed": self.passed, "checks": checks}, indent=2)
         )
         for result in self.results:
             if result.curve:

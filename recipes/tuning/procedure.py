@@ -15,6 +15,8 @@ import yaml
 from recipes.core import runs
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.errors import RecipeError
+from recipes.core.files import write_atomic
+from recipes.core.locks import folder_lock
 from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
 from recipes.tuning.budget import TRIAL_SECONDS, Budget, Clock
@@ -62,7 +64,7 @@ def open_folder(folder: Path, recipe: str | None, args: TuneOptions) -> None:
     if args.overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(mine, indent=2))
+    write_atomic(marker, json.dumps(mine, indent=2))
 
 
 def checks_step(config: RecipeConfig, folder: Path) -> dict[str, dict]:
@@ -204,7 +206,15 @@ def tune(recipe: str | None = None, args: TuneOptions | None = None) -> int:
     budget = Budget.parse(args.budget)
     config = parse_config(recipe, ["--report_to", args.report_to])
     folder = Path(args.output_dir or Path("runs") / f"tune-{runs.run_name(config)}")
-    open_folder(folder, recipe, args)
+    with folder_lock(folder, "tune folder"):
+        open_folder(folder, recipe, args)
+        return procedure(recipe, args, config, folder, budget)
+
+
+def procedure(
+    recipe: str | None, args: TuneOptions, config: RecipeConfig, folder: Path, budget: Budget
+) -> int:
+    """The seven steps in `folder`, continuing what an earlier start left."""
     clock, notes = Clock(folder, budget), []
     started = time.perf_counter()
     print("steps 1-3: initial loss, overfit a small sample, LR range test", flush=True)
@@ -219,7 +229,7 @@ def tune(recipe: str | None = None, args: TuneOptions | None = None) -> int:
     lr = checks["lr_range"]["values"]["suggested_lr"]
     print(f"steps 4-7: coarse search around lr {lr:.2g}, refine, learning curves", flush=True)
     raw = coarse_sweep(recipe, lr, budget, args.report_to)
-    (folder / "coarse.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_atomic(folder / "coarse.yaml", yaml.safe_dump(raw, sort_keys=False))
     stages = search_stages(raw, folder, clock, notes)
     best = best_of(stages)
     started = time.perf_counter()
