@@ -2,7 +2,9 @@
 restart each every time, and check what the restarts end with.
 
 train: the final weights against an uninterrupted run (no augmentation, save_steps 1); sweep:
-every grid point completed exactly once; tune: a report, and no finished trial run again.
+every grid point completed exactly once; tune: a report, and no finished trial run again. Each
+is first run once uninterrupted to time it; kills land at 25-60% of that wall time (some in
+start-up, most in the work), so every restart makes some progress before the next kill.
 
     python scripts/kill_harness.py --kills 10
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,15 +28,28 @@ sys.path.insert(0, str(ROOT))
 from tests.kill_harness import run_with_kills  # noqa: E402
 
 RECIPES = [sys.executable, "-m", "recipes"]
+WINDOW = (0.25, 0.6)  # kills land in this part of an uninterrupted run's wall time
 TRAIN = ["--report_to", "none", "--model_name", "test_convnext", "--num_epochs", "3",
          "--max_train_samples", "512", "--per_device_train_batch_size", "16", "--augment",
          "false", "--save_steps", "1", "--save_total_limit", "1"]  # fmt: skip
 
 
+TUNE_RECIPE = {"model_name": "test_convnext", "max_train_samples": 256,
+               "per_device_train_batch_size": 32, "report_to": "none"}  # fmt: skip
+
+
+def timed_window(command: list[str], **popen) -> tuple[float, float]:
+    """Run once uninterrupted; the kill window in seconds, from its wall time."""
+    began = time.perf_counter()
+    assert run_with_kills(command, 0, 0, (0, 0), **popen).returncode == 0
+    whole = time.perf_counter() - began
+    return WINDOW[0] * whole, WINDOW[1] * whole
+
+
 def check_train(tmp: Path, kills: int) -> str:
-    run_with_kills([*RECIPES, "train", *TRAIN, "--output_dir", str(tmp / "ref")], 0, 0, (0, 0))
+    window = timed_window([*RECIPES, "train", *TRAIN, "--output_dir", str(tmp / "ref")])
     out = run_with_kills([*RECIPES, "train", *TRAIN, "--output_dir", str(tmp / "k")], kills, 0,
-                         (5.0, 20.0))  # fmt: skip
+                         window)  # fmt: skip
     ref, ours = (load_file(str(tmp / d / "model" / "model.safetensors")) for d in ("ref", "k"))
     worst = max((ref[k] - ours[k]).abs().max().item() for k in ref)
     outcome = f"{out.kills} kills survived, exit {out.returncode}"
@@ -49,9 +65,11 @@ def check_sweep(tmp: Path, kills: int) -> str:
     raw = {"name": "kills", "method": "grid", "metric": metric, "parameters": space}
     path = tmp / "kills.yaml"
     path.write_text(yaml.safe_dump(raw))
+    reference = ["--output_dir", str(tmp / "ref-sweep"), "--storage", f"sqlite:///{tmp / 'r.db'}"]
+    window = timed_window([*RECIPES, "sweep", str(path), "--workers", "2", *reference])
     url = f"sqlite:///{tmp / 'kills.db'}"
     out = run_with_kills([*RECIPES, "sweep", str(path), "--workers", "2", "--storage", url,
-                          "--output_dir", str(tmp / "sweep")], kills, 1, (6.0, 25.0))  # fmt: skip
+                          "--output_dir", str(tmp / "sweep")], kills, 1, window)  # fmt: skip
     trials = optuna.load_study(study_name="kills", storage=url).get_trials(deepcopy=False)
     done = Counter(tuple(t.params.values()) for t in trials if t.state == TrialState.COMPLETE)
     once = len(done) == 6 and set(done.values()) == {1}
@@ -59,9 +77,12 @@ def check_sweep(tmp: Path, kills: int) -> str:
 
 
 def check_tune(tmp: Path, kills: int) -> str:
+    recipe = tmp / "tune.yaml"
+    recipe.write_text(yaml.safe_dump(TUNE_RECIPE))
+    tune = [*RECIPES, "tune", str(recipe), "--budget", "4", "--output_dir"]
+    window = timed_window([*tune, str(tmp / "ref-tune")], cwd=tmp)
     folder = tmp / "tune"
-    out = run_with_kills([*RECIPES, "tune", "--budget", "8", "--output_dir", str(folder)], kills, 2,
-                         (10.0, 60.0), cwd=tmp)  # fmt: skip
+    out = run_with_kills([*tune, str(folder)], kills, 2, window, cwd=tmp)
     reruns = 0
     for db in folder.rglob("optuna.db"):
         for study in optuna.get_all_study_summaries(f"sqlite:///{db}"):
