@@ -146,7 +146,7 @@ MISTAKES = {
     "tune with an ensemble of 0": (["tune", "--ensemble", "0"], "ensemble"),
     # sweep
     "missing sweep file": (["sweep", "{root}/nope.yaml"], "nope.yaml"),
-    "random sweep without a cap, dry run refused": (["sweep", "{root}/no_cap.yaml"], "run_cap"),
+    "zero trials": (["sweep", "{root}/no_cap.yaml", "--trials", "0"], "--trials"),
     "unknown sweep method": (["sweep", "{root}/bad_method.yaml", "--dry-run"], "method"),
     "zero workers": (["sweep", "{root}/no_cap.yaml", "--workers", "0"], "--workers"),
     "storage that is not a URL": (

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from recipes.cli import main
 from recipes.core.errors import RecipeError
 from recipes.search.agent import agent_command
+from recipes.search.hyperband import WandbHyperbandPruner
 from recipes.search.params import read_parameters
 from recipes.search.report import edge_warnings
 from recipes.search.samplers import make_pruner
@@ -177,18 +178,19 @@ def test_hook_prunes_after_the_epoch_the_pruner_rejects(tmp_path):
     )
 
 
-def test_hyperband_maps_to_optunas_pruner():
+def test_hyperband_maps_to_wandbs_rule_and_optunas_only_under_its_own_key():
     pruner = make_pruner(load_sweep(SWEEPS / "hyperband.yaml"))
-    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
-    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (1, 9, 3)
+    assert isinstance(pruner, WandbHyperbandPruner)
+    assert pruner.rule.bands[:3] == (1, 3, 9) and pruner.rule.eta == 3 and pruner.rule.strict
+    raw = {k: v for k, v in load_sweep(SWEEPS / "hyperband.yaml").raw.items()}
     spec = build_spec(
-        {
-            **load_sweep(SWEEPS / "hyperband.yaml").raw,
-            "early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2},
-        },
-        "h",
+        {**raw, "early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2}}, "h"
     )
-    assert spec.hyperband == {"min_resource": 3, "max_resource": 27, "reduction_factor": 3}
+    assert spec.hyperband.bands == (3, 9)
+    del raw["early_terminate"]
+    own = make_pruner(build_spec({**raw, "optuna_hyperband": {"min_resource": 1}}, "o"))
+    assert isinstance(own, optuna.pruners.HyperbandPruner)
+    assert (own._min_resource, own._max_resource, own._reduction_factor) == (1, 9, 3)
 
 
 DISTRIBUTIONS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from recipes.cli.parsing import command_parser, positive_int
+from recipes.core.errors import Interrupted
 from recipes.search.engine import SweepOptions
 from recipes.search.spec import load_sweep
 from recipes.search.sweep import plan_lines, sweep
@@ -37,4 +38,10 @@ def sweep_command(argv: list[str]) -> None:
     if args.dry_run:
         print("\n".join(plan_lines(load_sweep(args.sweep), options)))
         return
-    sweep(args.sweep, options, args.output_dir)
+    try:
+        sweep(args.sweep, options, args.output_dir)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "sweep stopped; its finished trials are kept; run the same command again to go on "
+            "(an interrupted trial resumes from its checkpoint)"
+        ) from None

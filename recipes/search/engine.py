@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,15 +39,16 @@ class SweepOptions:
     heartbeat: int = 60  # seconds; a trial silent for twice this is retried elsewhere
 
 
+UNTIL_STOPPED = sys.maxsize  # a random or bayes sweep without run_cap, as `wandb agent` runs it
+
+
 def budget(spec: SweepSpec, trials: int | None) -> int:
+    """Trials to run: --trials (like `wandb agent --count`), else run_cap, else the grid, else
+    until stopped (Ctrl-C ends it; finished trials are kept)."""
     cap = trials or spec.run_cap
     if spec.method == "grid":
         return min(spec.grid_size(), cap or spec.grid_size())
-    if not cap:
-        raise RecipeError(
-            "run_cap: a random or bayes sweep needs run_cap: N in the file or --trials N"
-        )
-    return cap
+    return cap or UNTIL_STOPPED
 
 
 def open_study(
@@ -108,8 +110,10 @@ def run_stage(spec: SweepSpec, folder: Path, args: SweepOptions) -> optuna.Study
     recover(study)
     trials = study.get_trials(deepcopy=False)
     left = target - sum(counts(t) for t in trials if t.state != TrialState.WAITING)
+    plan = "until stopped (Ctrl-C)" if target == UNTIL_STOPPED else f"{target} trials"
+    todo = "" if target == UNTIL_STOPPED else f" ({max(left, 0)} to run)"
     print(
-        f"sweep {spec.name}: {spec.method}, {target} trials ({max(left, 0)} to run), "
+        f"sweep {spec.name}: {spec.method}, {plan}{todo}, "
         f"{args.workers} worker(s), storage {shown(parse_url(url))}"
     )
     job = (spec.raw, spec.name, str(folder), url, target, args.seed, args.heartbeat)

@@ -12,6 +12,7 @@ from functools import partial
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -84,7 +85,12 @@ def _categorical(where: str, cfg: dict, method: str) -> Param:
     if any(not isinstance(v, str | int | float | bool | type(None)) for v in values):
         raise RecipeError(f"{where}.values: only numbers, strings, booleans or null")
     probs = cfg.get("probabilities")
-    if probs is None or method == "grid":
+    if probs is not None and method == "grid":
+        raise RecipeError(
+            f"{where}.probabilities: grid search walks every value (W&B refuses probabilities "
+            "there); drop them or use method: random"
+        )
+    if probs is None:
         return Param(where, "categorical", CategoricalDistribution(values))
     if len(probs) != len(values) or abs(sum(probs) - 1) > 1e-6:
         raise RecipeError(f"{where}.probabilities: one per value, summing to 1")
@@ -176,7 +182,7 @@ def infer_kind(where: str, cfg: dict) -> str:
 
 
 def grid_choices(where: str, param: Param) -> Param:
-    """A grid walks discrete values only: int_uniform and q_uniform are enumerated."""
+    """A grid walks discrete values only: int_uniform and q_uniform enumerated as W&B does."""
     dist = param.distribution
     if param.kind not in GRID_KINDS:
         raise RecipeError(
@@ -185,9 +191,11 @@ def grid_choices(where: str, param: Param) -> Param:
         )
     if isinstance(dist, CategoricalDistribution):
         return param
-    step = dist.step or 1
-    count = int(round((dist.high - dist.low) / step)) + 1
-    values = [_quantize(step, dist.low + i * step) for i in range(count)]
+    low, high = param.bounds
+    if param.kind == "int_uniform":  # W&B: range(min, max + 1)
+        values = list(range(low, high + 1))
+    else:  # W&B: numpy.arange(min, max, q), max itself left out
+        values = np.arange(low, high, dist.step).tolist()
     return dataclasses.replace(param, distribution=CategoricalDistribution(values))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 
+from recipes.search.hyperband import WandbHyperbandPruner
 from recipes.search.spec import SweepSpec
 
 
@@ -22,6 +23,9 @@ def make_sampler(spec: SweepSpec, seed: int, worker: int, existing: int, target:
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    """early_terminate: W&B's Hyperband rule; the optuna_hyperband extension: Optuna's own."""
     if spec.hyperband:
-        return optuna.pruners.HyperbandPruner(**spec.hyperband)
+        return WandbHyperbandPruner(spec.hyperband)
+    if spec.optuna_hyperband:
+        return optuna.pruners.HyperbandPruner(**spec.optuna_hyperband)
     return optuna.pruners.NopPruner()

@@ -14,6 +14,7 @@ import yaml
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.errors import RecipeError
 from recipes.search.agent import agent_args, command_args, nest
+from recipes.search.hyperband import HyperbandRule, read_rule
 from recipes.search.params import Param, edge_values, read_parameters
 
 METHODS = ("grid", "random", "bayes")
@@ -31,6 +32,7 @@ TOP_KEYS = {
     "entity",
     "controller",
     "refine",
+    "optuna_hyperband",
 }
 # What the engine logs each epoch (wandb keys too); EMA metrics exist only with ema_decay.
 REPORTED_METRICS = (
@@ -56,10 +58,11 @@ class SweepSpec:
     params: list[Param]
     fixed: dict[str, Any]
     run_cap: int | None
-    hyperband: dict | None
+    hyperband: HyperbandRule | None
     recipe: str | None = None
     base_args: list[str] = field(default_factory=list)
     target: float | None = None
+    optuna_hyperband: dict | None = None
 
     @property
     def direction(self) -> str:
@@ -72,29 +75,27 @@ class SweepSpec:
         return math.prod(len(choices) for choices in self.grid().values())
 
 
-def read_hyperband(raw: dict) -> dict | None:
-    """early_terminate hyperband -> Optuna HyperbandPruner arguments (iteration = epoch)."""
+def read_hyperband(raw: dict) -> HyperbandRule | None:
+    """early_terminate: hyperband -> W&B's stopping rule (iteration = epoch)."""
     stop = raw.get("early_terminate")
     if stop is None:
         return None
     if not isinstance(stop, dict) or stop.get("type") != "hyperband":
         raise RecipeError("early_terminate.type: only hyperband is supported")
-    eta = stop.get("eta", 3)
-    if not isinstance(eta, int | float) or eta <= 1:
-        raise RecipeError(f"early_terminate.eta: must be above 1, got {eta!r}")
-    if "min_iter" in stop:
-        low = stop["min_iter"]
-        high = low * eta ** stop["s"] if "s" in stop else "auto"
-    elif "max_iter" in stop and "s" in stop:
-        high = stop["max_iter"]
-        low = max(1, round(high / eta ** stop["s"]))
-    else:
-        raise RecipeError("early_terminate: hyperband needs min_iter, or max_iter and s")
-    if not isinstance(low, int) or low < 1:
-        raise RecipeError(
-            f"early_terminate.min_iter: must be an integer of at least 1, got {low!r}"
-        )
-    return {"min_resource": low, "max_resource": high, "reduction_factor": round(eta)}
+    return read_rule(stop)
+
+
+def read_optuna_hyperband(raw: dict) -> dict | None:
+    """The extension key optuna_hyperband: Optuna's multi-bracket HyperbandPruner arguments."""
+    own = raw.get("optuna_hyperband")
+    if own is None:
+        return None
+    if "early_terminate" in raw:
+        raise RecipeError("optuna_hyperband: use it or early_terminate (W&B's rule), not both")
+    valid = {"min_resource", "max_resource", "reduction_factor"}
+    if not isinstance(own, dict) or set(own) - valid:
+        raise RecipeError(f"optuna_hyperband: a mapping of {', '.join(sorted(valid))}")
+    return {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3, **own}
 
 
 def read_metric(raw: dict) -> tuple[str, str, float | None]:
@@ -162,15 +163,15 @@ def build_spec(raw: dict, default_name: str) -> SweepSpec:
         recipe,
         base_args,
         target,
+        read_optuna_hyperband(raw),
     )
     probe = check_values(spec)
     if metric.startswith("ema_") and not probe.training.ema_decay:
         raise RecipeError(f"metric.name: {metric} is reported only with ema_decay set")
     searched = {p.name for p in params}
-    if spec.hyperband and spec.hyperband["max_resource"] == "auto" and "num_epochs" not in searched:
-        spec.hyperband["max_resource"] = (
-            probe.training.num_epochs
-        )  # the last rung is the last epoch
+    own = spec.optuna_hyperband
+    if own and own["max_resource"] == "auto" and "num_epochs" not in searched:
+        own["max_resource"] = probe.training.num_epochs  # the last rung is the last epoch
     return spec
 
 
@@ -193,5 +194,9 @@ def check_values(spec: SweepSpec) -> RecipeConfig:
 
 
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every grid point in W&B's order: parameters sorted by name at each nesting level (so
+    nested ones sit where their parent sorts), the product varying the last one fastest."""
     grid = spec.grid()
-    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    names = sorted(grid, key=lambda name: tuple(name.split(".")))
+    combos = itertools.product(*(grid[name] for name in names))
+    return [dict(zip(names, combo, strict=True)) for combo in combos]

@@ -9,20 +9,36 @@ import optuna
 
 from recipes.core.locks import folder_lock
 from recipes.search.agent import agent_command
-from recipes.search.engine import SweepOptions, budget, last_to_finish, run_stage
+from recipes.search.engine import UNTIL_STOPPED, SweepOptions, budget, last_to_finish, run_stage
 from recipes.search.params import describe, edge_values
 from recipes.search.refine import refine
 from recipes.search.report import summarize
 from recipes.search.spec import SweepSpec, grid_points, load_sweep, trial_args
 
 
+def describe_pruner(spec: SweepSpec) -> str:
+    if spec.hyperband:
+        rule = spec.hyperband
+        bands = ", ".join(map(str, rule.bands[:6])) + (", ..." if len(rule.bands) > 6 else "")
+        kind = "strict" if rule.strict else "best so far"
+        return f"W&B hyperband (epochs {bands}; eta {rule.eta:g}; {kind})"
+    if spec.optuna_hyperband:
+        return f"Optuna HyperbandPruner {spec.optuna_hyperband}"
+    return "none"
+
+
 def plan_lines(spec: SweepSpec, options: SweepOptions) -> list[str]:
     """What a sweep would run, training nothing: the method, the points or ranges, the agent."""
     target = budget(spec, options.trials)
-    pruner = f"hyperband {spec.hyperband}" if spec.hyperband else "none"
+    runs = (
+        "until stopped (no run_cap: as wandb agent, Ctrl-C ends it)"
+        if target == UNTIL_STOPPED
+        else f"{target} trials"
+    )
+    pruner = describe_pruner(spec)
     lines = [
         f"sweep {spec.name}: method {spec.method}, metric {spec.metric} ({spec.goal}), "
-        f"{target} trials, pruner {pruner}",
+        f"{runs}, pruner {pruner}",
         "fixed: " + (" ".join(trial_args(spec, {})) or "(none)"),
     ]
     if spec.method == "grid":
@@ -37,6 +53,12 @@ def plan_lines(spec: SweepSpec, options: SweepOptions) -> list[str]:
     first = {param.name: edge_values(param)[0] for param in spec.params}
     command = agent_command(spec.raw, {**spec.fixed, **first})
     lines.append("wandb agent runs, e.g.: " + " ".join(command))
+    if "command" not in spec.raw and "program" not in spec.raw:
+        lines.append(
+            "note: no program or command, so wandb agent would run `python --key=value ...` "
+            "with no program (here the recipe runs as usual); for W&B add: "
+            'command: ["${env}", "${interpreter}", "-m", "recipes", "train", "${args}"]'
+        )
     if options.refine or "refine" in spec.raw:
         lines.append("then: a refine stage around the top trials, trained longer (refine.yaml)")
     return lines

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import Trial
 
 from recipes.core.config import parse_config
+from recipes.core.errors import Interrupted
 from recipes.search.params import Param
 from recipes.search.spec import SweepSpec, trial_args
 
@@ -77,6 +78,8 @@ def run_trial(spec: SweepSpec, folder: Path, trial: Trial, sweep_process: str = 
     try:
         config = parse_config(spec.recipe, args)
         results = run_recipe(config, partial(report_epoch, trial, spec.metric))
+    except Interrupted:  # Ctrl-C: no error of the trial's; it resumes from its checkpoint
+        raise KeyboardInterrupt from None
     except Exception as err:
         trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:1000])
         raise

@@ -10,8 +10,10 @@ is failed and queued again, and a process still in the sweep takes it up from it
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
 from functools import partial
@@ -54,16 +56,54 @@ def over_budget(trial: Trial, target: int) -> bool:
     return sum(map(counts, earlier)) >= target
 
 
+class CtrlC:
+    """Ctrl-C lands where it is safe: inside a trial's training (which checkpoints and stops)
+    it interrupts at once; anywhere else (Optuna telling the storage a result) it is noted,
+    and the sweep stops after that step."""
+
+    requested = False
+    in_trial = False
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        cls.requested = True
+        if cls.in_trial:
+            raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.requested:
+            raise KeyboardInterrupt
+
+
+class QuietInterrupt(logging.Filter):
+    """Optuna logs a trial ended by Ctrl-C with a traceback; one line says what happens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+            record.msg, record.args, record.exc_info = INTERRUPTED_TRIAL, (), None
+        return True
+
+
+INTERRUPTED_TRIAL = "a trial was interrupted (Ctrl-C); it runs again when the sweep is restarted"
+logging.getLogger("optuna.study._optimize").addFilter(QuietInterrupt())
+
+
 def objective(spec: SweepSpec, folder: Path, target: int, process: str, trial: Trial) -> float:
     if over_budget(trial, target):
         trial.set_user_attr(SKIPPED, "the budget was used up by other processes")
         trial.study.stop()
         raise optuna.TrialPruned("budget used up")
-    return run_trial(spec, folder, trial, process)
+    CtrlC.check()
+    CtrlC.in_trial = True
+    try:
+        return run_trial(spec, folder, trial, process)
+    finally:
+        CtrlC.in_trial = False
 
 
 def stop_when_done(spec: SweepSpec, target: int, study: optuna.Study, _: FrozenTrial) -> None:
-    if finished(spec, target, study):
+    if finished(spec, target, study) or CtrlC.requested:
         study.stop()
 
 
@@ -95,7 +135,21 @@ def work(
     study = optuna.load_study(study_name=spec.name, storage=storage, pruner=make_pruner(spec))
     study.sampler = make_sampler(spec, seed, worker, len(study.trials), target, qmc)
     run = partial(objective, spec, Path(folder), target, process)
+    CtrlC.requested, previous = False, signal.signal(signal.SIGINT, CtrlC.handle)
+    try:
+        share_trials(spec, target, study, run, heartbeat)
+    except KeyboardInterrupt:
+        if worker:  # a spawned worker ends quietly; the sweep process says what was kept
+            return
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def share_trials(spec: SweepSpec, target: int, study: optuna.Study, run, heartbeat: int) -> None:
+    """Trials until the budget is used and none runs anywhere; then stale ones are retried."""
     while True:
+        CtrlC.check()
         fail_stale_trials(study)
         if not finished(spec, target, study):
             study.optimize(
