@@ -1,7 +1,8 @@
 """Hyperband against plain random search on digits: same trials, best metric and epochs used.
 
-Both sweeps draw the same configurations (same sampler seed); Hyperband (min_iter 1, eta 3, up
-to 27 epochs: 4 brackets) stops the weak ones early. About 18 minutes on 2 cores.
+Both sweeps draw the same configurations (same sampler seed); W&B's Hyperband rule (min_iter 1,
+eta 3: bands at epochs 1, 3, 9 and 27, strict) stops the weak ones early. About 18 minutes on
+2 cores.
 """
 
 from __future__ import annotations
