@@ -20,7 +20,8 @@ from recipes.core.errors import RecipeError
 from recipes.core.files import write_atomic
 from recipes.search.spec import SweepSpec, grid_points
 from recipes.search.storage import make_storage, parse_url, shown, storage_lock
-from recipes.search.workers import SKIPPED, counts, recover, run_workers
+from recipes.search.trial import SKIPPED
+from recipes.search.workers import counts, recover, run_workers
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

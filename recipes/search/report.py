@@ -15,13 +15,14 @@ from optuna.trial import TrialState
 from recipes.core.files import write_atomic
 from recipes.search.params import is_log
 from recipes.search.spec import SweepSpec
+from recipes.search.trial import SKIPPED
 
 
 def trial_rows(spec: SweepSpec, study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial: state, metric (last reported for pruned), epochs, time, values, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if "skipped" in t.user_attrs:  # started after the budget was used up; never ran
+        if SKIPPED in t.user_attrs:
             continue
         value = t.value if t.state == TrialState.COMPLETE else None
         if t.state == TrialState.PRUNED and t.intermediate_values:

@@ -17,6 +17,8 @@ from recipes.core.errors import Interrupted
 from recipes.search.params import Param
 from recipes.search.spec import SweepSpec, trial_args
 
+SKIPPED = "skipped"  # user attribute of a trial numbered after the budget ran out; never run
+
 
 def suggest(trial: Trial, param: Param) -> Any:
     """Draw one parameter through Optuna's `suggest_*`, then turn the sample into its value."""

@@ -26,9 +26,8 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from recipes.search.samplers import make_pruner, make_sampler
 from recipes.search.spec import SweepSpec, build_spec
 from recipes.search.storage import make_storage
-from recipes.search.trial import run_trial
+from recipes.search.trial import SKIPPED, run_trial
 
-SKIPPED = "skipped"
 POLL_SECONDS = 3  # how often a process whose trials are done looks for stale or new ones
 
 
