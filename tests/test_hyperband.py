@@ -124,3 +124,23 @@ def test_wandbs_documented_example():
 def test_bad_hyperband_settings_are_one_line(et, message):
     with pytest.raises(RecipeError, match=message):
         read_rule(et)
+
+
+def test_the_sweep_figure_draws_the_rules_thresholds(tmp_path):
+    """hyperband.png marks each reached band at the value the top 1/eta of trials had there."""
+    from recipes.search.hyperband_plot import band_marks, plot_hyperband
+    from recipes.search.spec import build_spec
+
+    et = {"type": "hyperband", "min_iter": 1, "eta": 2}
+    spec = build_spec({"method": "random", "metric": {"name": "val_accuracy", "goal": "maximize"},
+                       "early_terminate": et, "run_cap": 4,
+                       "parameters": {"learning_rate": {"values": [0.1]}}}, "h")  # fmt: skip
+    histories = [[0.2, 0.5, 0.6, 0.7], [0.4, 0.3], [0.1], [0.3, 0.6, 0.8, 0.9]]
+    study = optuna.create_study(direction="maximize")
+    for values in histories:
+        trial = study.ask()
+        for step, value in enumerate(values, 1):
+            trial.report(value, step)
+        study.tell(trial, values[-1])
+    assert band_marks(spec, study) == [(1, 0.2), (2, 0.5), (4, 0.7)]  # sorted[int(n / eta)]
+    assert plot_hyperband(spec, study, tmp_path / "h.png").stat().st_size > 10_000

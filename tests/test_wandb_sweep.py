@@ -57,3 +57,14 @@ def test_dry_run_of_a_file_without_program_or_command_shows_the_command_to_add(t
     main(["sweep", str(path), "--dry-run"])
     (note,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note:")]
     assert "no program or command" in note and '"-m", "recipes", "train", "${args}"' in note
+
+
+def test_metric_target_ends_the_sweep_once_a_trial_reaches_it(tmp_path, capsys):
+    """W&B finishes a sweep when any run reaches metric.target; the rest of the grid never runs."""
+    metric = {"name": "val_accuracy", "goal": "maximize", "target": 0.0}
+    grid = {"learning_rate": {"values": [1e-3, 2e-3, 3e-3]}}
+    path = sweep_file(tmp_path, "target", method="grid", metric=metric, parameters=grid)
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    main(["sweep", str(path), "--storage", url, "--output_dir", str(tmp_path / "out")])
+    trials = optuna.load_study(study_name="target", storage=url).get_trials(deepcopy=False)
+    assert [t.state for t in trials if t.state != TrialState.WAITING] == [TrialState.COMPLETE]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from recipes.core.errors import Interrupted, RecipeError
+from recipes.core.errors import Interrupted, RecipeError, show_recipe_warnings
 
 # verb -> (module, function, one-line description); modules load only when their verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown verb {verb!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     module, function, _ = VERBS[verb]
+    show_recipe_warnings()
     try:
         getattr(importlib.import_module(module), function)(rest)
     except RecipeError as err:

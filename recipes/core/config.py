@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import json
@@ -124,6 +125,30 @@ def to_argv(values: dict[str, Any]) -> list[str]:
     return argv
 
 
+LIST_FIELDS = {
+    f.name for c in ARGUMENT_CLASSES for f in dataclasses.fields(c) if "list" in str(f.type)
+}
+
+
+def expand_lists(args: list[str]) -> list[str]:
+    """`--classes=[5, 6]` or `--classes "['5', '6']"` (how `wandb agent` passes a list, as a
+    Python literal) -> `--classes 5 6`, the form the parser reads."""
+    out: list[str] = []
+    for arg in args:
+        key, _, text = arg.partition("=")
+        flag = key if text else (out[-1] if out and not arg.startswith("--") else "")
+        if flag[2:] in LIST_FIELDS and (text or arg).startswith("["):
+            try:
+                items = ast.literal_eval(text or arg)
+            except (ValueError, SyntaxError):
+                wanted = f"use {flag} a b c"
+                raise RecipeError(f"{flag}: not a list: {text or arg!r}; {wanted}") from None
+            out += ([flag] if text else []) + [str(item) for item in items]
+        else:
+            out.append(arg)
+    return out
+
+
 def _unknown_options(rest: list[str]) -> list[str]:
     return [arg[2:].split("=", 1)[0] for arg in rest if arg.startswith("--")]
 
@@ -150,7 +175,7 @@ def parse_config(
 ) -> RecipeConfig:
     """Build the config: defaults in code, then the recipe file, then `--key value` overrides."""
     argv = to_argv(read_recipe(recipe)) if recipe else []
-    overrides = list(overrides or [])
+    overrides = expand_lists(list(overrides or []))
     parser = build_parser()
     try:
         data, model, training, rest = parser.parse_args_into_dataclasses(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import math
 from collections.abc import Callable
@@ -22,11 +21,12 @@ from optuna.distributions import (
 
 from recipes.core.config import ARGUMENT_CLASSES, check_keys
 from recipes.core.errors import RecipeError
+from recipes.search.schema import kind_of
 
 GRID_KINDS = ("categorical", "int_uniform", "q_uniform")
 
 
-EPS = 1e-6  # keeps the normal quantile finite: about +-4.75 sigma
+UNIT = (1e-6, 1 - 1e-6)  # keeps the normal quantile finite: about +-4.75 sigma
 
 
 DICT_FIELDS = {
@@ -44,44 +44,38 @@ class Param:
     decode: Callable[[Any], Any] | None = None
     log: bool = False  # the range is logarithmic: log axes, log-space refinement
     bounds: tuple[float, float] | None = None  # the searched range in value space
+    q: float | None = None  # a q_uniform's quantum, which a grid walks
 
 
 def _quantize(q: float, value: float) -> float:
-    rounded = round(value / q) * q
+    """W&B's `round(value / q) * q`, an int when q is an int."""
+    rounded = float(np.round(value / q) * q)
     return int(rounded) if isinstance(q, int) else rounded
 
 
-def _normal(mu: float, sigma: float, log: bool, q: float | None, u: float) -> float:
-    """W&B's normal families from a uniform sample: the quantile, exp for log, then rounding."""
-    value = NormalDist(mu, sigma).inv_cdf(u)
-    value = math.exp(value) if log else value
+def _quantile(ppf: Callable[[float], float], q: float | None, u: float) -> float:
+    """A value from a uniform sample through the distribution's quantile, then W&B's rounding."""
+    value = float(ppf(u))
     return _quantize(q, value) if q else value
+
+
+def _normal_ppf(mu: float, sigma: float, log: bool, u: float) -> float:
+    value = NormalDist(mu, sigma).inv_cdf(u)
+    return math.exp(value) if log else value
+
+
+def _beta_ppf(a: float, b: float, u: float) -> float:
+    from scipy.stats import beta
+
+    return beta.ppf(u, a, b)
 
 
 def _pick(values: list, cumulative: list[float], u: float) -> Any:
     return values[min(sum(u >= c for c in cumulative), len(values) - 1)]
 
 
-def _floats(where: str, cfg: dict, *keys: str) -> list[float]:
-    missing = [k for k in keys if not isinstance(cfg.get(k), int | float)]
-    if missing:
-        raise RecipeError(f"{where}: needs numeric {' and '.join(missing)}")
-    return [cfg[k] for k in keys]
-
-
-def _range(where: str, cfg: dict, positive: bool = False) -> tuple[float, float]:
-    low, high = _floats(where, cfg, "min", "max")
-    if low > high:
-        raise RecipeError(f"{where}: min {low} is above max {high}; swap them")
-    if positive and low <= 0:
-        raise RecipeError(f"{where}: min must be above 0 for a log range, got {low}")
-    return low, high
-
-
 def _categorical(where: str, cfg: dict, method: str) -> Param:
     values = cfg["values"]
-    if not isinstance(values, list) or not values:
-        raise RecipeError(f"{where}.values: give a non-empty list")
     if any(not isinstance(v, str | int | float | bool | type(None)) for v in values):
         raise RecipeError(f"{where}.values: only numbers, strings, booleans or null")
     probs = cfg.get("probabilities")
@@ -92,93 +86,40 @@ def _categorical(where: str, cfg: dict, method: str) -> Param:
         )
     if probs is None:
         return Param(where, "categorical", CategoricalDistribution(values))
-    if len(probs) != len(values) or abs(sum(probs) - 1) > 1e-6:
-        raise RecipeError(f"{where}.probabilities: one per value, summing to 1")
     cumulative = list(itertools.accumulate(probs))
     decode = partial(_pick, values, cumulative)
-    return Param(where, "categorical", FloatDistribution(0.0, 1.0), decode)
+    return Param(where, "categorical_w_probabilities", FloatDistribution(0.0, 1.0), decode)
 
 
 def _continuous(where: str, kind: str, cfg: dict) -> Param:
     """Each W&B distribution as the Optuna distribution that samples it (W&B's formulas)."""
-    q = cfg.get("q", 1.0)
+    q = cfg.get("q", 1.0) if kind.startswith("q_") else None
+    low, high = cfg.get("min"), cfg.get("max")
     if kind == "int_uniform":
-        low, high = _range(where, cfg)
-        if not (isinstance(low, int) and isinstance(high, int)):
-            raise RecipeError(f"{where}: int_uniform needs integer min and max")
         return Param(where, kind, IntDistribution(low, high), bounds=(low, high))
-    if kind == "uniform":
-        low, high = _range(where, cfg)
-        return Param(where, kind, FloatDistribution(low, high), bounds=(low, high))
-    if kind == "q_uniform":
-        low, high = _range(where, cfg)
-        ints = all(isinstance(v, int) for v in (low, high, q))
-        dist = IntDistribution(low, high, step=q) if ints else FloatDistribution(low, high, step=q)
-        return Param(where, kind, dist, bounds=(low, high))
+    if kind in ("uniform", "q_uniform"):
+        decode = partial(_quantize, q) if q else None
+        return Param(where, kind, FloatDistribution(low, high), decode, bounds=(low, high), q=q)
     if kind in ("log_uniform", "q_log_uniform"):  # bounds are natural logs
-        low, high = (math.exp(v) for v in _range(where, cfg))
+        low, high = math.exp(low), math.exp(high)
     elif kind == "inv_log_uniform":  # X = exp(-U(min, max))
-        low, high = (math.exp(-v) for v in reversed(_range(where, cfg)))
-    elif kind in ("log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values"):
-        low, high = _range(where, cfg, positive=True)
-    else:
-        return _normal_param(where, kind, cfg)
-    decode = partial(_quantize, q) if kind.startswith("q_") else None
+        low, high = math.exp(-high), math.exp(-low)
+    elif not kind.endswith("_values"):
+        return _quantile_param(where, kind, cfg, q)
+    decode = partial(_quantize, q) if q else None
     return Param(where, kind, FloatDistribution(low, high, log=True), decode, True, (low, high))
 
 
-def _normal_param(where: str, kind: str, cfg: dict) -> Param:
-    """Normal families through the quantile of a uniform sample, which every sampler can draw."""
-    if kind not in ("normal", "q_normal", "log_normal", "q_log_normal"):
-        raise RecipeError(
-            f"{where}.distribution: unknown or unsupported {kind!r}; use one of "
-            f"{', '.join(sorted(DISTRIBUTIONS))}"
-        )
-    log, q = "log" in kind, cfg.get("q", 1.0) if kind.startswith("q_") else None
-    decode = partial(_normal, cfg.get("mu", 0.0), cfg.get("sigma", 1.0), log, q)
-    return Param(where, kind, FloatDistribution(EPS, 1 - EPS), decode, log)
-
-
-DISTRIBUTIONS = {
-    "categorical",
-    "constant",
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform",
-    "q_log_uniform",
-    "log_uniform_values",
-    "q_log_uniform_values",
-    "inv_log_uniform",
-    "inv_log_uniform_values",
-    "normal",
-    "q_normal",
-    "log_normal",
-    "q_log_normal",
-}
-
-
-def infer_kind(where: str, cfg: dict) -> str:
-    """W&B's rules: `value` is a constant, `values` a categorical, int min/max an int_uniform."""
-    if not isinstance(cfg, dict):
-        raise RecipeError(f"{where}: expected a mapping such as {{values: [...]}} or {{value: x}}")
-    if "distribution" in cfg:
-        kind = cfg["distribution"]
-        if kind not in DISTRIBUTIONS:
-            close = difflib.get_close_matches(str(kind), DISTRIBUTIONS, n=1)
-            hint = (
-                f"did you mean {close[0]}?"
-                if close
-                else f"use one of {', '.join(sorted(DISTRIBUTIONS))}"
-            )
-            raise RecipeError(f"{where}.distribution: unknown {kind!r}; {hint}")
-        return kind
-    if "value" in cfg:
-        return "constant"
-    if "values" in cfg:
-        return "categorical"
-    low, high = _floats(where, cfg, "min", "max")
-    return "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
+def _quantile_param(where: str, kind: str, cfg: dict, q: float | None) -> Param:
+    """Normal and beta families through the quantile of a uniform sample, which every sampler
+    can draw (the normal's tails cut at about 4.75 sigma)."""
+    if "beta" in kind:
+        ppf, unit = partial(_beta_ppf, cfg.get("a", 1.0), cfg.get("b", 1.0)), (0.0, 1.0)
+    else:
+        log = "log" in kind
+        ppf, unit = partial(_normal_ppf, cfg.get("mu", 0.0), cfg.get("sigma", 1.0), log), UNIT
+    decode = partial(_quantile, ppf, q)
+    return Param(where, kind, FloatDistribution(*unit), decode, kind.endswith("log_normal"))
 
 
 def grid_choices(where: str, param: Param) -> Param:
@@ -195,7 +136,7 @@ def grid_choices(where: str, param: Param) -> Param:
     if param.kind == "int_uniform":  # W&B: range(min, max + 1)
         values = list(range(low, high + 1))
     else:  # W&B: numpy.arange(min, max, q), max itself left out
-        values = np.arange(low, high, dist.step).tolist()
+        values = np.arange(low, high, param.q).tolist()
     return dataclasses.replace(param, distribution=CategoricalDistribution(values))
 
 
@@ -222,12 +163,12 @@ def read_parameters(parameters: Any, method: str, prefix: str = "") -> tuple[lis
             if inner_fixed:
                 fixed[name] = inner_fixed
             continue
-        kind = infer_kind(f"parameters.{where}", cfg)
+        kind = kind_of(f"parameters.{where}", cfg)
         if kind == "constant":
             fixed[name] = cfg["value"]
             continue
         key = f"parameters.{where}"
-        if kind == "categorical":
+        if kind.startswith("categorical"):
             param = _categorical(key, cfg, method)
         else:
             param = _continuous(key, kind, cfg)

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from recipes.core.files import write_atomic
+from recipes.search.hyperband_plot import plot_hyperband
 from recipes.search.params import is_log
 from recipes.search.spec import SweepSpec
 from recipes.search.trial import SKIPPED
@@ -148,6 +149,8 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
         summary["best"] = {"trial": best.number, "value": best.value, **best.user_attrs}
         summary["warnings"] = edge_warnings(spec, best.user_attrs["values"])
         summary["plots"] = [str(p) for p in plot_sweep(spec, rows, folder)]
+        if spec.hyperband:
+            summary["plots"].append(str(plot_hyperband(spec, study, folder / "hyperband.png")))
         print(
             f"best: trial {best.number}, {spec.metric} {best.value:.4f}, config "
             f"{best.user_attrs.get('host')}:{best.user_attrs['run_dir']}/config.yaml"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -13,27 +12,11 @@ import yaml
 
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.errors import RecipeError
-from recipes.search.agent import agent_args, command_args, nest
+from recipes.search.agent import agent_args, args_macro, command_args, nest
 from recipes.search.hyperband import HyperbandRule, read_rule
 from recipes.search.params import Param, edge_values, read_parameters
+from recipes.search.schema import check_sweep
 
-METHODS = ("grid", "random", "bayes")
-TOP_KEYS = {
-    "program",
-    "command",
-    "method",
-    "metric",
-    "parameters",
-    "early_terminate",
-    "run_cap",
-    "name",
-    "description",
-    "project",
-    "entity",
-    "controller",
-    "refine",
-    "optuna_hyperband",
-}
 # What the engine logs each epoch (wandb keys too); EMA metrics exist only with ema_decay.
 REPORTED_METRICS = (
     "val_accuracy",
@@ -43,7 +26,7 @@ REPORTED_METRICS = (
     "ema_val_accuracy",
     "ema_val_loss",
 )
-REFINE_KEYS = {"top_k", "num_epochs", "run_cap", "method", "early_terminate"}
+REFINE_KEYS = {"top_k", "num_epochs", "run_cap", "method", "early_terminate", "max_train_samples"}
 
 
 @dataclass
@@ -63,6 +46,7 @@ class SweepSpec:
     base_args: list[str] = field(default_factory=list)
     target: float | None = None
     optuna_hyperband: dict | None = None
+    macro: str = "args"  # the command's argument macro, which formats a trial's values
 
     @property
     def direction(self) -> str:
@@ -99,15 +83,20 @@ def read_optuna_hyperband(raw: dict) -> dict | None:
 
 
 def read_metric(raw: dict) -> tuple[str, str, float | None]:
-    metric = raw.get("metric") or {}
-    name, goal = metric.get("name"), metric.get("goal", "minimize")
+    """The metric to rank by; W&B needs one for bayes and hyperband only, so grid and random
+    without one rank by validation accuracy here (W&B ranks nothing then)."""
+    if "metric" not in raw and raw["method"] != "bayes" and "early_terminate" not in raw:
+        return "val_accuracy", "maximize", None
+    if "metric" not in raw:
+        needs = "bayes" if raw["method"] == "bayes" else "early_terminate"
+        raise RecipeError(f"metric: {needs} needs a metric to optimise, e.g. name: val_loss")
+    metric = raw["metric"]
+    name, goal = metric["name"], metric.get("goal", "minimize")
     if name not in REPORTED_METRICS:
         raise RecipeError(
             f"metric.name: training never reports {name!r}; "
             f"use one of {', '.join(REPORTED_METRICS)}"
         )
-    if goal not in ("minimize", "maximize"):
-        raise RecipeError(f"metric.goal: {goal!r} is neither minimize nor maximize")
     return name, goal, metric.get("target")
 
 
@@ -130,21 +119,12 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 def build_spec(raw: dict, default_name: str) -> SweepSpec:
     """Check a sweep mapping and build what the local engine needs from it."""
-    for key in raw:
-        if key not in TOP_KEYS:
-            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
-            raise RecipeError(
-                f"{key}: not a sweep key" + (f"; did you mean {close[0]}?" if close else "")
-            )
-    method = raw.get("method")
-    if method not in METHODS:
-        raise RecipeError(f"method: unknown {method!r}; use grid, random or bayes")
+    check_sweep(raw)
+    method = raw["method"]
     metric, goal, target = read_metric(raw)
     params, fixed = read_parameters(raw.get("parameters"), method)
     recipe, base_args = command_args(raw.get("command"))
     run_cap = raw.get("run_cap")
-    if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
-        raise RecipeError(f"run_cap: must be a positive integer, got {run_cap!r}")
     if "refine" in raw:
         unknown = set(raw["refine"] or {}) - REFINE_KEYS
         if unknown:
@@ -164,6 +144,7 @@ def build_spec(raw: dict, default_name: str) -> SweepSpec:
         base_args,
         target,
         read_optuna_hyperband(raw),
+        args_macro(raw.get("command")),
     )
     probe = check_values(spec)
     if metric.startswith("ema_") and not probe.training.ema_decay:
@@ -177,20 +158,47 @@ def build_spec(raw: dict, default_name: str) -> SweepSpec:
 
 def trial_args(spec: SweepSpec, values: dict[str, Any]) -> list[str]:
     """A trial's command line after the recipe: fixed arguments, then the sweep's values."""
-    return [*spec.base_args, *agent_args(nest({**spec.fixed, **values}))]
+    return [*spec.base_args, *agent_args({**spec.fixed, **values}, spec.macro)]
 
 
 def check_values(spec: SweepSpec) -> RecipeConfig:
     """Parse every listed value and both ends of each range, so a bad one fails before training."""
     base = {p.name: edge_values(p)[0] for p in spec.params}
-    probe = parse_config(spec.recipe, trial_args(spec, base))
+    probe = parse_trial(spec, base)
     for param in spec.params:
         for value in edge_values(param)[1:]:
             try:
-                parse_config(spec.recipe, trial_args(spec, {**base, param.name: value}))
+                parse_trial(spec, {**base, param.name: value})
             except RecipeError as err:
                 raise RecipeError(f"parameters.{param.name}: value {value!r}: {err}") from None
     return probe
+
+
+def parse_trial(spec: SweepSpec, values: dict[str, Any]) -> RecipeConfig:
+    """A trial's config, parsed from its command line, holding exactly the sweep's values."""
+    config = parse_config(spec.recipe, trial_args(spec, values))
+    got = config.to_dict()
+    for name, value in nest({**spec.fixed, **values}).items():
+        if not same(got[name], value):
+            raise RecipeError(
+                f"${{{spec.macro}}} brings {name}={value!r} to recipes train as {got[name]!r}; "
+                "use ${args}"
+            )
+    return config
+
+
+def same(got: Any, wanted: Any) -> bool:
+    """Equal as parsed values: numbers within rounding, mappings and lists item by item."""
+    if isinstance(wanted, dict):
+        return isinstance(got, dict) and got.keys() == wanted.keys() and all(
+            same(got[k], v) for k, v in wanted.items()
+        )  # fmt: skip
+    if isinstance(wanted, list | tuple):
+        return isinstance(got, list | tuple) and len(got) == len(wanted) and all(
+            same(g, w) for g, w in zip(got, wanted, strict=True)
+        )  # fmt: skip
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (got, wanted))
+    return math.isclose(got, wanted, rel_tol=1e-9) if numbers else got == wanted
 
 
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:

@@ -86,6 +86,6 @@ def run_trial(spec: SweepSpec, folder: Path, trial: Trial, sweep_process: str = 
         trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:1000])
         raise
     trial.set_user_attr("epochs", results["epochs"])
-    if results["stopped_early"]:
+    if results["stopped_early"] and results["epochs"] < config.training.num_epochs:
         raise optuna.TrialPruned(f"pruned after epoch {results['epochs']}")
     return results[spec.metric]
