@@ -226,6 +226,19 @@ def test_pipeline_refuses_other_families():
 PIPE = ["--report_to", "none", "--parallel", "pipeline", "--model_name", "test_resnet"]
 
 
+def refused_before_process_group(monkeypatch, world: str | None, argv: list[str], message: str):
+    """run_recipe refuses `argv` with `message` under a launcher's environment of `world`
+    processes (None: no launcher), before torch.distributed starts."""
+    if world:
+        monkeypatch.setenv("WORLD_SIZE", world)
+        monkeypatch.setenv("LOCAL_RANK", "0")
+    else:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with pytest.raises(RecipeError, match=message):
+        run_recipe(parse_config(None, argv))
+    assert not torch.distributed.is_initialized()
+
+
 @pytest.mark.parametrize(
     ("world", "args", "message"),
     [
@@ -239,14 +252,8 @@ PIPE = ["--report_to", "none", "--parallel", "pipeline", "--model_name", "test_r
 def test_pipeline_bad_shapes_fail_before_any_process_group(
     monkeypatch, tmp_path, world, args, message
 ):
-    if world:
-        monkeypatch.setenv("WORLD_SIZE", world)
-        monkeypatch.setenv("LOCAL_RANK", "0")
-    else:
-        monkeypatch.delenv("LOCAL_RANK", raising=False)
-    with pytest.raises(RecipeError, match=message):
-        run_recipe(parse_config(None, [*PIPE, *args, "--output_dir", str(tmp_path)]))
-    assert not torch.distributed.is_initialized()
+    refused_before_process_group(monkeypatch, world, [*PIPE, *args, "--output_dir", str(tmp_path)],
+                                 message)  # fmt: skip
 
 
 def test_fsdp_check_needs_no_process_group(monkeypatch):

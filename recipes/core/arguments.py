@@ -151,13 +151,19 @@ class TrainingArguments:
     )
     parallel: str = field(
         default="data",
-        metadata={"help": "data (Accelerate) or pipeline (DeepSpeed stages x replicas)"},
+        metadata={
+            "help": "data (Accelerate), pipeline (DeepSpeed stages x replicas) or tensor "
+            "(layers split over ranks x replicas)"
+        },
     )
     pipeline_stages: int = field(
         default=2, metadata={"help": "pipeline: stages the model is split into"}
     )
     micro_batches: int = field(
         default=4, metadata={"help": "pipeline: micro-batches per replica batch (smaller bubble)"}
+    )
+    tensor_parallel_size: int = field(
+        default=2, metadata={"help": "tensor: ranks each block's layers are split over"}
     )
     partition: str = field(
         default="parameters",
@@ -174,7 +180,7 @@ class TrainingArguments:
         check_choice("scale_lr", self.scale_lr, ("none", "linear", "sqrt"))
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
         check_choice("report_to", self.report_to, ("none", "wandb", "tensorboard"))
-        check_choice("parallel", self.parallel, ("data", "pipeline"))
+        check_choice("parallel", self.parallel, ("data", "pipeline", "tensor"))
         check_choice("partition", self.partition, ("parameters", "uniform"))
         check_bounds(self)
         cycles = int(self.scheduler_kwargs.get("num_cycles", 1))

@@ -66,6 +66,7 @@ BOUNDS: dict[str, tuple[Bound, str]] = {
     "ema_decay": (FRACTION, "0.999 (0: off)"),
     "pipeline_stages": (COUNT, "2"),
     "micro_batches": (COUNT, "4"),
+    "tensor_parallel_size": (COUNT, "2"),
 }
 
 

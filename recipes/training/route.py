@@ -15,6 +15,7 @@ from recipes.training.step import EpochHook
 # Every route takes (config, epoch_hook) and returns what it wrote to results.json.
 ROUTES: dict[str, str] = {
     "pipeline": "parallel: pipeline (DeepSpeed stages x replicas)",
+    "tensor": "parallel: tensor (layers split over tensor-parallel ranks x data replicas)",
     "cached_probe": "mode: linear_probe with cached_features (L-BFGS on cached features)",
     "probe_finetune": "mode: finetune with probe_epochs (a linear probe, then fine-tuning)",
     "engine": "everything else: the Accelerate loop",
@@ -27,6 +28,10 @@ def route_function(route: str) -> Callable[[RecipeConfig, EpochHook | None], dic
         from recipes.distributed.pipeline import train_pipeline
 
         return train_pipeline
+    if route == "tensor":
+        from recipes.distributed.tensor import train_tensor
+
+        return train_tensor
     if route == "cached_probe":
         from recipes.transfer.probe import run_linear_probe
 
@@ -43,8 +48,8 @@ def route_function(route: str) -> Callable[[RecipeConfig, EpochHook | None], dic
 def route_of(config: RecipeConfig) -> str:
     """The route a (resolved) recipe takes."""
     m = config.model
-    if config.training.parallel == "pipeline":
-        return "pipeline"
+    if config.training.parallel in ("pipeline", "tensor"):
+        return config.training.parallel
     if m.mode == "linear_probe" and m.cached_features:
         return "cached_probe"
     if m.mode == "finetune" and m.probe_epochs:
