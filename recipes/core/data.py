@@ -229,9 +229,14 @@ def make_loader(
     batch_size: int,
     shuffle: bool,
     num_workers: int | None = 0,
+    subset: int = 0,
 ) -> torch.utils.data.DataLoader:
-    """Batches of one split; its own generator leaves the augmentation RNG to resume."""
+    """Batches of one split (or `subset` images spread evenly over it, so every class is in);
+    its own generator leaves the augmentation RNG to resume."""
     images, labels = data.decoded(split, transform.size)
+    if 0 < subset < len(labels):
+        index = torch.linspace(0, len(labels) - 1, subset).long()
+        images, labels = images[index], labels[index]
     workers = choose_workers(num_workers)
     return torch.utils.data.DataLoader(
         DecodedImages(images, labels, transform),

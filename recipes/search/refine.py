@@ -18,38 +18,67 @@ from recipes.search.engine import SweepOptions, run_stage
 from recipes.search.params import Param, is_log
 from recipes.search.spec import SweepSpec, build_spec, trial_args
 
+# Ranges a refine stage never crosses, whatever the coarse trials did; `recipes tune` states them.
+LIMITS = {
+    "learning_rate": (1e-6, 1.0),
+    "weight_decay": (0.0, 0.3),
+    "label_smoothing": (0.0, 0.3),
+    "momentum": (0.0, 0.999),
+    "crop_scale": (0.05, 1.0),
+    "hflip": (0.0, 1.0),
+    "max_grad_norm": (0.0, 10.0),
+    "warmup_epochs": (0.0, 10.0),
+    "ema_decay": (0.0, 0.9999),
+}
+EDGE = 0.1  # a best value within a tenth of the range of an edge lies on that edge
 
-def _widen(param: Param, values: list[float]) -> dict:
-    """A range around the top trials' values, padded so it can move past the coarse edges."""
+
+def coarse_range(param: Param, values: list[float]) -> tuple[float, float]:
+    """The range the coarse stage searched: its bounds, its listed numbers, or the values seen."""
     choices = getattr(param.distribution, "choices", None) if param.decode is None else None
-    known = param.bounds or (
-        (min(choices), max(choices)) if choices else (min(values), max(values))
-    )
+    if param.bounds:
+        return param.bounds
+    return (min(choices), max(choices)) if choices else (min(values), max(values))
+
+
+def _narrow(param: Param, values: list[float], best: float) -> dict:
+    """A range around the top trials, inside the coarse range. Only an edge the best value lies
+    on moves out, by at most a decade on a log scale (half the width on a linear one); the hard
+    limits hold."""
+    known = coarse_range(param, values)
     log = is_log(param) or (known[0] > 0 and known[1] >= 10 * known[0])
-    scale = math.log if log else float
+    scale, unscale = (math.log, math.exp) if log else (float, float)
+    edges = scale(known[0]), scale(known[1])
+    width = edges[1] - edges[0] or abs(edges[0]) or 1.0
     low, high = scale(min(values)), scale(max(values))
-    pad = max((high - low) / 2, (scale(known[1]) - scale(known[0])) / 10, 1e-12)
-    low, high = low - pad, high + pad
-    if log:
-        low, high = math.exp(low), math.exp(high)
-    elif known[0] >= 0:
-        low = max(low, 0.0)
+    pad = max((high - low) / 4, width / 20)
+    low, high = max(edges[0], low - pad), min(edges[1], high + pad)
+    where, step = (scale(best) - edges[0]) / width, math.log(10) if log else width / 2
+    if where <= EDGE:
+        low = edges[0] - step
+    if where >= 1 - EDGE:
+        high = edges[1] + step
+    floor, ceiling = LIMITS.get(param.name.split(".")[-1], (-math.inf, math.inf))
+    low, high = max(unscale(low), floor), min(unscale(high), ceiling)
     if all(isinstance(v, int) for v in values):
-        low = max(math.floor(low), 1 if known[0] >= 1 else math.floor(low))
-        high = max(math.ceil(high), low + 1)
+        low, high = math.floor(low), max(math.ceil(high), math.floor(low) + 1)
         if log:
-            return {"distribution": "q_log_uniform_values", "min": low, "max": high, "q": 1}
+            return {"distribution": "q_log_uniform_values", "min": max(low, 1), "max": high, "q": 1}
         return {"distribution": "int_uniform", "min": low, "max": high}
-    kind = "log_uniform_values" if log else "uniform"
-    return {"distribution": kind, "min": float(f"{low:.3g}"), "max": float(f"{high:.3g}")}
+    low, high = float(f"{low:.3g}"), float(f"{high:.3g}")
+    if low >= high:
+        return {"value": low}
+    kind = "log_uniform_values" if log and low > 0 else "uniform"
+    return {"distribution": kind, "min": low, "max": high}
 
 
 def refine_parameter(param: Param, values: list[Any]) -> dict:
-    """Numbers get a narrowed range; other choices keep only those of the top trials."""
+    """Numbers get a narrowed range; other choices keep only those of the top trials (the best
+    trial's value first)."""
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     choices = getattr(param.distribution, "choices", None) if param.decode is None else None
     if numeric and (choices is None or len(set(choices)) > 2):
-        return _widen(param, values)
+        return _narrow(param, values, values[0])
     kept = [v for v in (choices or values) if v in values]
     kept = list(dict.fromkeys(kept))
     return {"value": kept[0]} if len(kept) == 1 else {"values": kept}
@@ -73,6 +102,8 @@ def refine_sweep(spec: SweepSpec, top: list[dict[str, Any]], num_epochs: int) ->
         else:
             flat[name] = {"value": value}
     flat["num_epochs"] = {"value": options.get("num_epochs", num_epochs)}
+    if "max_train_samples" in options:  # e.g. coarse trials on a subset, refine on all
+        flat["max_train_samples"] = {"value": options["max_train_samples"]}
     parameters: dict[str, Any] = {}
     for name, cfg in flat.items():
         top_name, _, key = name.partition(".")
@@ -84,20 +115,22 @@ def refine_sweep(spec: SweepSpec, top: list[dict[str, Any]], num_epochs: int) ->
     return refined
 
 
-def top_values(spec: SweepSpec, study: optuna.Study, k: int) -> list[dict[str, Any]]:
+def top_values(spec: SweepSpec, study: optuna.Study, k: int | None) -> list[dict[str, Any]]:
+    """The values of the best k finished trials, best first; k defaults to the best quarter
+    (at least 2)."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
         raise RecipeError(
             f"refine: no trial of {spec.name} finished, so there is nothing to refine around"
         )
     done.sort(key=lambda t: t.value, reverse=spec.goal == "maximize")
-    return [t.user_attrs["values"] for t in done[:k]]
+    return [t.user_attrs["values"] for t in done[: k or max(2, math.ceil(len(done) / 4))]]
 
 
 def refine(spec: SweepSpec, study: optuna.Study, folder: Path, args: SweepOptions):
     """Coarse to fine: a new W&B sweep file around the top trials, then run it here."""
     options = spec.raw.get("refine") or {}
-    top = top_values(spec, study, options.get("top_k", 3))
+    top = top_values(spec, study, options.get("top_k"))
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
     refined = refine_sweep(spec, top, epochs)
     path = folder / "refine.yaml"

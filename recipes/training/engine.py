@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator, skip_first_batches
 from accelerate.utils import set_seed
 from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from recipes.core import runs
@@ -25,6 +26,7 @@ from recipes.training.step import (
     EpochHook,
     check_finite,
     epoch_metrics,
+    evaluate,
     log_step,
     replica_spread,
     save_checkpoint,
@@ -44,11 +46,12 @@ class Loop:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: ModelEmaV3 | None
-    train_loader: torch.utils.data.DataLoader
-    val_loader: torch.utils.data.DataLoader
+    train_loader: DataLoader
+    val_loader: DataLoader
     plan: StepPlan
     run_dir: Path
     state: dict
+    train_eval_loader: DataLoader | None = None  # training images, unaugmented
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -76,6 +79,18 @@ def save_main(loop: Loop, model: torch.nn.Module, directory: Path) -> None:
         write_main(loop, model, directory)
 
 
+def make_loaders(config: RecipeConfig, setup: Setup) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Training (augmented), validation, and as many training images as validation ones without
+    augmentation (the curve rules' training accuracy)."""
+    t, workers, data = config.training, config.data.num_workers, setup.data
+    train_tf, eval_tf = build_transforms(config.data, setup.data_config)
+    train = make_loader(data, "train", train_tf, t.per_device_train_batch_size, True, workers)
+    val = make_loader(data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers)
+    size = len(val.dataset)
+    clean = make_loader(data, "train", eval_tf, t.per_device_eval_batch_size, False, 0, size)
+    return train, val, clean
+
+
 def prepare(config: RecipeConfig) -> Loop:
     """Run folder, data, model, EMA, optimizer and schedule, prepared and resumed."""
     t = config.training
@@ -88,14 +103,7 @@ def prepare(config: RecipeConfig) -> Loop:
     accelerator = make_accelerator(config, log_with, run_dir)
     setup = build_setup(config)
     model = setup.model.to(memory_format=torch.channels_last) if t.channels_last else setup.model
-    train_tf, eval_tf = build_transforms(config.data, setup.data_config)
-    workers, data = config.data.num_workers, setup.data
-    train_loader = make_loader(
-        data, "train", train_tf, t.per_device_train_batch_size, True, workers
-    )
-    val_loader = make_loader(
-        data, "validation", eval_tf, t.per_device_eval_batch_size, False, workers
-    )
+    train_loader, val_loader, train_eval_loader = make_loaders(config, setup)
     if t.ema_decay and zero_stage(accelerator) == 3:
         raise RecipeError(
             "ema_decay: an EMA of ZeRO-3 sharded weights is not supported; "
@@ -106,8 +114,8 @@ def prepare(config: RecipeConfig) -> Loop:
         model, t.optimizer, t.learning_rate, t.weight_decay, t.momentum,
         config.model.backbone_lr_scale,
     )  # fmt: skip
-    model, optimizer, train_loader, val_loader = accelerator.prepare(
-        model, optimizer, train_loader, val_loader
+    model, optimizer, train_loader, val_loader, train_eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, train_eval_loader
     )
     plan = plan_steps(t, len(train_loader), accelerator.num_processes)
     resume = (
@@ -122,7 +130,7 @@ def prepare(config: RecipeConfig) -> Loop:
     )
     accelerator.register_for_checkpointing(scheduler, *([ema] if ema else []))
     loop = Loop(config, accelerator, setup, model, optimizer, scheduler, ema, train_loader,
-                val_loader, plan, run_dir, runs.new_state())  # fmt: skip
+                val_loader, plan, run_dir, runs.new_state(), train_eval_loader)  # fmt: skip
     if resume:
         accelerator.load_state(str(resume))
         loop.state = runs.read_state(resume)
@@ -130,7 +138,7 @@ def prepare(config: RecipeConfig) -> Loop:
             runs.truncate_history(run_dir, loop.state["step"])
     accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
     accelerator.print(
-        f"run {run_dir}: {data.num_classes} classes, {plan.total} updates, global batch "
+        f"run {run_dir}: {setup.data.num_classes} classes, {plan.total} updates, global batch "
         f"{plan.global_batch}, lr {plan.lr:.3g}, {accelerator.num_processes} process(es)"
         + (f", resumed at step {loop.state['step']}" if resume else "")
         + (f"; {note}" if note else "")
@@ -178,13 +186,18 @@ def end_epoch(
 ) -> dict:
     """Validate, log the epoch, keep the best model, checkpoint; returns the epoch's record."""
     accelerator, t = loop.accelerator, loop.config.training
+    started = time.perf_counter()
     metrics = epoch_metrics(
         accelerator, loop.model, loop.val_loader, epoch_sums, loop.ema, t.channels_last
     )
+    metrics["eval_seconds"] = time.perf_counter() - started
     check_finite(metrics["train_loss"], loop.state["step"], loop.run_dir)
     lr = loop.scheduler.get_last_lr()[0]
     record = {"epoch": epoch + 1, "step": loop.state["step"], "lr": lr, **metrics}
     record["train_seconds"] = train_seconds  # the updates alone, evaluation excluded
+    if epoch + 1 == t.num_epochs:  # the curve rules' training accuracy, without augmentation
+        clean = evaluate(loop.model, loop.train_eval_loader, accelerator, t.channels_last)
+        record.update(train_eval_loss=clean["loss"], train_eval_accuracy=clean["accuracy"])
     accelerator.log(record, step=loop.state["step"])
     is_main = accelerator.is_main_process
     if runs.record_epoch(loop.run_dir, loop.state, record, seconds, is_main):

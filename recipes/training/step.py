@@ -55,6 +55,7 @@ def evaluate(model, loader, accelerator: Accelerator, channels_last: bool = Fals
     return {
         "loss": torch.cat(losses).mean().item(),
         "accuracy": torch.cat(hits).float().mean().item(),
+        "count": len(torch.cat(hits)),
     }
 
 
@@ -88,7 +89,7 @@ def epoch_metrics(accelerator: Accelerator, model, loader, sums, ema, channels_l
         "train_accuracy": correct / max(count, 1.0),
     }
     val = evaluate(model, loader, accelerator, channels_last)
-    metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+    metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_samples=val["count"])
     if ema is not None:
         ema_val = evaluate(ema.module, loader, accelerator, channels_last)
         metrics.update(ema_val_loss=ema_val["loss"], ema_val_accuracy=ema_val["accuracy"])

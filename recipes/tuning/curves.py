@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def load_history(run_dir: str | Path) -> dict:
 
 
 MIN_POINTS = 5
+MIN_EPOCHS = 5  # fewer epochs cannot tell a rising curve from noise
+LOW_TRAIN = 0.95  # training accuracy below this, with no gap, is underfitting
 DIVERGED = "lower the LR, add warmup or gradient clipping"
 
 
@@ -55,6 +58,23 @@ class Curves:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def accuracy_noise(epochs: list[dict]) -> float:
+    """One standard error of a validation accuracy: the binomial error of the validation set's
+    size, or the jitter between the last epochs when that is larger."""
+    acc = [r["val_accuracy"] for r in epochs]
+    n, p = epochs[-1].get("val_samples"), acc[-1]
+    binomial = math.sqrt(max(p * (1 - p), 1 / n) / n) if n else 0.0
+    steps = [b - a for a, b in zip(acc[-6:], acc[-5:], strict=False)]
+    jitter = statistics.stdev(steps) / math.sqrt(2) if len(steps) >= 2 else 0.0
+    return max(binomial, jitter, 1e-4)
+
+
+def smoothed(values: list[float]) -> list[float]:
+    """Running means over a tenth of the values: a single noisy step moves no rule."""
+    width = max(1, len(values) // 10)
+    return [mean(values[i : i + width]) for i in range(len(values) - width + 1)]
 
 
 def window(values: list[float], at: float) -> float:
@@ -94,9 +114,10 @@ def diverged(c: Curves) -> Finding | None:
     """A training loss that climbed far above its lowest point."""
     if len(c.loss) < MIN_POINTS:
         return None
-    low, end = min(range(len(c.loss)), key=c.loss.__getitem__), window(c.loss, 1.0)
-    if end > 2 * c.loss[low] and end > 0.5 * window(c.loss, 0.0):
-        evidence = {"lowest": c.loss[low], "lowest_step": c.step[low], "end": end}
+    smooth = smoothed(c.loss)
+    low, end = min(range(len(smooth)), key=smooth.__getitem__), window(c.loss, 1.0)
+    if end > 2 * smooth[low] and end > 0.5 * window(c.loss, 0.0):
+        evidence = {"lowest": smooth[low], "lowest_step": c.step[low], "end": end}
         return Finding("diverged", "the training loss climbed back up", DIVERGED, evidence)
     return None
 
@@ -146,14 +167,20 @@ def early_decay(c: Curves) -> Finding | None:
 
 
 def overfitting(c: Curves) -> Finding | None:
-    """A growing train/validation gap, or a validation loss rising while training improves."""
+    """A train/validation gap that grew past the noise, or a validation loss rising while the
+    training loss still falls."""
     if len(c.epochs) < 3:
         return None
     gaps = [r["train_accuracy"] - r["val_accuracy"] for r in c.epochs]
     val = [r["val_loss"] for r in c.epochs]
     best = min(range(len(val)), key=val.__getitem__)
-    rising = val[-1] > 1.1 * val[best] and c.epochs[-1]["train_loss"] < c.epochs[best]["train_loss"]
-    if not (rising or (gaps[-1] >= 0.05 and gaps[-1] - min(gaps) >= 0.03)):
+    rising = (
+        len(c.epochs) - best >= 2
+        and min(val[-2:]) > 1.1 * val[best]
+        and c.epochs[-1]["train_loss"] < c.epochs[best]["train_loss"]
+    )
+    grown = gaps[-1] - min(gaps)
+    if not (rising or (gaps[-1] >= 0.05 and grown >= max(0.03, 3 * accuracy_noise(c.epochs)))):
         return None
     evidence = {
         "gap_first": gaps[0],
@@ -165,28 +192,34 @@ def overfitting(c: Curves) -> Finding | None:
 
 
 def underfitting(c: Curves) -> Finding | None:
-    """No train/validation gap while training accuracy is still low."""
-    if len(c.epochs) < 2:
+    """Low training accuracy, measured without augmentation after the last epoch, and no gap to
+    validation beyond the noise. The running accuracy under augmentation sits below validation
+    on a healthy run, so without the clean measurement there is no verdict."""
+    last = c.epochs[-1] if c.epochs else {}
+    train = last.get("train_eval_accuracy")
+    if len(c.epochs) < 2 or train is None:
         return None
-    last = c.epochs[-1]
-    gap = last["train_accuracy"] - last["val_accuracy"]
-    if gap > 0.02 or last["train_accuracy"] >= 0.95:
+    gap, noise = train - last["val_accuracy"], accuracy_noise(c.epochs)
+    if gap > max(0.02, 2 * noise) or train >= LOW_TRAIN:
         return None
-    evidence = {"train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"]}
-    finding = f"no train/validation gap at {last['train_accuracy']:.1%} training accuracy"
+    evidence = {"train_eval_accuracy": train, "val_accuracy": last["val_accuracy"], "noise": noise}
+    finding = f"no train/validation gap at {train:.1%} training accuracy (without augmentation)"
     return Finding("underfitting", finding, "train longer or use a bigger model", evidence)
 
 
 def still_improving(c: Curves) -> Finding | None:
-    """Validation accuracy still rising at the last epoch."""
-    if len(c.epochs) < 3:
+    """Validation accuracy still rising at the end beyond its noise: the median of the last
+    epochs above the median of those before (one dip and recovery moves neither), and the last
+    epoch near the best."""
+    if len(c.epochs) < MIN_EPOCHS:
         return None
     acc = [r["val_accuracy"] for r in c.epochs]
-    rise = acc[-1] - acc[-3]
-    if acc[-1] < max(acc) or rise < 0.01:
+    k, noise = max(2, len(acc) // 4), accuracy_noise(c.epochs)
+    rise = statistics.median(acc[-k:]) - statistics.median(acc[-2 * k : -k])
+    if rise <= max(0.01, 2 * noise) or acc[-1] < max(acc) - 2 * noise:
         return None
-    finding = f"validation accuracy rose {rise:.1%} over the last two epochs"
-    evidence = {"val_accuracy_end": acc[-1], "rise_last_2_epochs": rise}
+    finding = f"validation accuracy rose {rise:.1%} over the last {2 * k} epochs"
+    evidence = {"val_accuracy_end": acc[-1], "rise": rise, "noise": noise}
     return Finding("still_improving", finding, "train longer", evidence)
 
 

@@ -19,9 +19,10 @@ from recipes.core.files import write_atomic
 from recipes.core.locks import folder_lock
 from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
-from recipes.tuning.budget import TRIAL_SECONDS, Budget, Clock
+from recipes.tuning.budget import Budget, Clock
 from recipes.tuning.check_report import CHECKS_FILE
 from recipes.tuning.inputs import check_recipe
+from recipes.tuning.plan import REFINE_EPOCHS, Plan, load_plan, make_plan, save_plan, time_run
 from recipes.tuning.report import write
 
 LONGER = ("still_improving", "underfitting", "plateau")  # findings that send us back to step 5
@@ -97,9 +98,18 @@ def command(recipe: str | None) -> list[str]:
     ]
 
 
-def coarse_sweep(recipe: str | None, lr: float, budget: Budget, report_to: str) -> dict:
-    """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch."""
-    coarse, refine = budget.split()
+def coarse_sweep(
+    recipe: str | None, lr: float, lr_max: float, sizes: tuple[int, ...], report_to: str
+) -> dict:
+    """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch
+    (on a subset when the budget asks); the LR never past `lr_max`, where the range test's loss
+    turned up. `sizes`: coarse trials, refine trials, the coarse trials' max_train_samples (0:
+    the recipe's) and the recipe's own."""
+    coarse, refine, samples, full = sizes
+    fixed = {"num_epochs": {"value": 1}, "report_to": {"value": report_to}}
+    again = {"max_train_samples": full} if samples else {}  # refine: the recipe's own data
+    if samples:
+        fixed["max_train_samples"] = {"value": samples}
     return {
         "name": "coarse",
         "method": "random",
@@ -109,15 +119,43 @@ def coarse_sweep(recipe: str | None, lr: float, budget: Budget, report_to: str) 
             "learning_rate": {
                 "distribution": "log_uniform_values",
                 "min": float(f"{lr / 10:.3g}"),
-                "max": float(f"{min(lr * 10, 1.0):.3g}"),
+                "max": float(f"{min(lr * 10, lr_max, 1.0):.3g}"),
             },
             "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
-            "num_epochs": {"value": 1},
-            "report_to": {"value": report_to},
+            **fixed,
         },
-        "refine": {"top_k": 3, "num_epochs": 3, "run_cap": refine},
+        "refine": {"num_epochs": REFINE_EPOCHS, "run_cap": refine, **again},  # the best quarter
         "command": command(recipe),
     }
+
+
+def plan_search(recipe: str | None, config: RecipeConfig, folder: Path, clock: Clock, notes):
+    """Coarse trials, refine trials and coarse subset: counted for a budget in trials, planned
+    from a timed run for one in wall time (kept in plan.json across restarts)."""
+    full = config.data.max_train_samples
+    if clock.budget.seconds is None:
+        return (*clock.budget.split(), 0, full), None
+    plan = load_plan(folder)
+    if plan is None:
+        started = time.perf_counter()
+        timing = time_run(recipe, config, folder / "timing")
+        clock.record("3b timing run", started)
+        plan = make_plan(clock.left(), timing)
+        save_plan(folder, plan)
+    if not plan.fits():
+        notes.append(
+            f"warning: --budget {clock.budget.text} is below what this recipe needs here: the "
+            f"smallest plan takes about {sum(plan.planned.values()):.0f}s (measured), so the run "
+            "will overrun it"
+        )
+        print(notes[-1], flush=True)
+    notes.append(
+        f"plan from a timed run: {plan.startup_seconds:.1f}s per run, {plan.epoch_seconds:.1f}s "
+        f"per epoch of {plan.train_size} images, {plan.eval_seconds:.1f}s per evaluation -> "
+        f"{plan.coarse} coarse trials on {plan.fraction:.0%} of the data, {plan.refine} refine "
+        f"trials of {REFINE_EPOCHS} epochs"
+    )
+    return (plan.coarse, plan.refine, plan.coarse_samples(), full), plan
 
 
 @dataclass
@@ -139,7 +177,13 @@ def best_of(stages: list[Stage]) -> dict:
 
 def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
     """The best trial's arguments, trained longer into the tune folder's `final/`."""
-    own = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=")
+    own = (
+        "--output_dir=",
+        "--run_name=",
+        "--wandb_group=",
+        "--num_epochs=",
+        "--max_train_samples=",
+    )
     kept = [a for a in best["args"] if not a.startswith(own)]
     return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
 
@@ -159,7 +203,9 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
     return members
 
 
-def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> list[Stage]:
+def search_stages(
+    raw: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
+) -> list[Stage]:
     """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
     from recipes.search.engine import SweepOptions, run_stage
     from recipes.search.refine import refine
@@ -172,14 +218,13 @@ def search_stages(raw: dict, folder: Path, clock: Clock, notes: list[str]) -> li
     study = run_stage(spec, stage_folder, SweepOptions(qmc=True))
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
-    for round_ in (1, 2):
-        last = stages[-1].summary["trials"]
-        per_trial = max([r["seconds"] or 0.0 for r in last] + [TRIAL_SECONDS])
-        longer_by = 3 if round_ == 1 else 2  # epochs: coarse 1 -> refine 3 -> again 6
-        estimate = per_trial * longer_by * raw["refine"]["run_cap"]
-        if clock.left() < estimate:
+    for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 -> again 6
+        cap = raw["refine"]["run_cap"]
+        estimate = cap * plan.trial_seconds(REFINE_EPOCHS * round_) if plan else 0.0
+        spare = clock.left() - (plan.planned["final model and test"] if plan else 0.0)
+        if spare < estimate:
             notes.append(f"refine round {round_} skipped: about {estimate:.0f}s needed, "
-                         f"{max(clock.left(), 0):.0f}s of the budget left")  # fmt: skip
+                         f"{max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
             break
         started = time.perf_counter()
         spec, study = refine(spec, study, stage_folder, SweepOptions(qmc=True))
@@ -226,15 +271,19 @@ def procedure(
         write(folder, recipe, budget, checks, [], None, notes, clock)
         print(notes[-1])
         return 1
-    lr = checks["lr_range"]["values"]["suggested_lr"]
+    lr, lr_max = (checks["lr_range"]["values"][k] for k in ("suggested_lr", "lr_at_min"))
     print(f"steps 4-7: coarse search around lr {lr:.2g}, refine, learning curves", flush=True)
-    raw = coarse_sweep(recipe, lr, budget, args.report_to)
+    sizes, plan = plan_search(recipe, config, folder, clock, notes)
+    raw = coarse_sweep(recipe, lr, lr_max, sizes, args.report_to)
     write_atomic(folder / "coarse.yaml", yaml.safe_dump(raw, sort_keys=False))
-    stages = search_stages(raw, folder, clock, notes)
+    stages = search_stages(raw, folder, clock, notes, plan)
     best = best_of(stages)
     started = time.perf_counter()
     print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
-    final = parse_config(recipe, final_args(best, folder, 2 * best["epochs"]))
+    epochs = 2 * best["epochs"]
+    if plan:  # what the budget left affords, and never fewer epochs than the best trial had
+        epochs = max(best["epochs"], min(epochs, plan.affordable_epochs(clock.left())))
+    final = parse_config(recipe, final_args(best, folder, epochs))
     run_recipe(final)
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)

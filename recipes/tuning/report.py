@@ -6,9 +6,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recipes.core.report import Section, write_report
+from recipes.tuning.plan import load_plan
 
 if TYPE_CHECKING:
     from recipes.tuning.procedure import Stage
+
+
+def limits_text() -> str:
+    from recipes.search.refine import LIMITS
+
+    return ", ".join(f"{name} [{low:g}, {high:g}]" for name, (low, high) in LIMITS.items())
+
+
+REFINE_RULE = (
+    "Ranges narrowed around the best quarter of the trials before (at least 2), inside their "
+    "range; an edge moves out (at most a decade on a log scale) only when the best value lies "
+    f"on it; hard limits: {limits_text()}."
+)
 
 
 def trial_table(summary: dict, limit: int = 10) -> list[dict]:
@@ -29,6 +43,8 @@ def stage_section(stage: Stage) -> Section:
                            for k, v in best["values"].items())  # fmt: skip
         text.append(f"Best: trial {best['trial']}, {s['metric']} {best['value']:.4f} ({values}).")
         images.append(Path(best["run_dir"]) / "curves.png")
+    if stage.name != "coarse":
+        text.append(REFINE_RULE)
     text += [f"Warning: {w}" for w in s.get("warnings", [])]
     text += [f"Step 6, learning curves of the best trial: {f}" for f in s.get("findings", [])]
     return Section(step, text, [trial_table(s)], images)
@@ -36,8 +52,12 @@ def stage_section(stage: Stage) -> Section:
 
 def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
     """report.md and report.html: every step's finding and decision, tables and plots."""
-    timing = [{"step": k, "seconds": round(v, 1)} for k, v in clock.steps.items()]
-    timing.append({"step": "total", "seconds": round(sum(clock.steps.values()), 1)})
+    plan = load_plan(folder)
+    planned = plan.planned if plan else {}
+    timing = [{"step": k, "planned": round(planned[k], 1) if k in planned else None,
+               "seconds": round(v, 1)} for k, v in clock.steps.items()]  # fmt: skip
+    timing.append({"step": "total", "planned": budget.seconds,
+                   "seconds": round(sum(clock.steps.values()), 1)})  # fmt: skip
     sections = [Section("Set-up", [f"Recipe: {recipe or 'the embedded digits default'}; "
                                    f"budget {budget.text}."], [timing])]  # fmt: skip
     rows = [{"check": c["name"], "passed": c["passed"], "finding": c["finding"],
