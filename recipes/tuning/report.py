@@ -69,7 +69,10 @@ def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
     if scores is not None:
         table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
                  for name, m in scores.items()]  # fmt: skip
-        text = ["The best trial's arguments, trained twice as long; test split, never searched on."]
+        text = [
+            "The best trial's arguments, trained up to twice as long as the budget left allows; "
+            "test split, never searched on."
+        ]
         curves = [folder / "final" / "curves.png"]
         sections.append(Section("Final model", text, [table], curves))
     write_report(folder, "recipes tune", sections)
