@@ -14,7 +14,7 @@ import torch
 from recipes.core import runs
 from recipes.core.models import load_model
 from recipes.distributed.tensor_plan import make_plan, qkv_rows, unpermute
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.test_parallel import (
     BIN,
     free_port,
@@ -229,3 +229,17 @@ def test_dimension_that_does_not_divide_exits_2_in_one_line(monkeypatch, tmp_pat
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: tensor_parallel_size 3 does not divide num_heads 2")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_example_recipe_trains_and_is_tracked(runs_dir: Path):
+    """The README's command on its recipe (a ViT-Small over 2 ranks), shortened: wandb (offline)
+    tracks the run as it tracks every recipe, and the whole model is saved."""
+    out = runs_dir / "example"
+    recipe = str(ROOT / "recipes" / "configs" / "digits" / "tensor_parallel.yaml")
+    torchrun(
+        2, out, recipe, "--num_epochs", "2", "--max_train_samples", "128", "--warmup_epochs", "0"
+    )
+    assert list((out / "wandb").glob("offline-run-*")), "wandb did not track the run"
+    assert results(out)["tensor_parallel_size"] == 2
+    model = load_model(out / "model")
+    assert type(model).__name__ == "VisionTransformer" and model.blocks[0].attn.num_heads == 6
