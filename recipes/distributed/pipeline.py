@@ -25,7 +25,7 @@ from recipes.distributed.micro_batches import (
 from recipes.schedules import StepPlan, build_optimizer, build_scheduler, plan_steps
 from recipes.training.accelerator import world_size
 from recipes.training.setup import Setup, build_setup
-from recipes.training.step import EpochHook, ask_hook, check_finite
+from recipes.training.step import EpochHook, ask_hook, check_finite, run_line
 
 
 def import_deepspeed():
@@ -186,13 +186,10 @@ def prepare(config: RecipeConfig) -> Pipe:
             runs.truncate_history(run_dir, pipe.state["step"])
     if rank == 0:
         stages, m = t.pipeline_stages, t.micro_batches
-        print(
-            f"run {run_dir}: {setup.data.num_classes} classes, {plan.total} updates, global batch "
-            f"{plan.global_batch}, lr {plan.lr:.3g}, {world_size()} process(es): "
-            f"{stages} stages x {replicas} replicas, {m} micro-batches of {micro} "
-            f"(bubble {stages - 1}/{m + stages - 1})"
-            + (f", resumed at step {pipe.state['step']}" if resume else "")
-        )
+        layout = (f"{stages} stages x {replicas} replicas, {m} micro-batches of {micro} "
+                  f"(bubble {stages - 1}/{m + stages - 1})")  # fmt: skip
+        resumed_at = pipe.state["step"] if resume else None
+        print(run_line(run_dir, setup.data.num_classes, plan, world_size(), layout, resumed_at))
     return pipe
 
 

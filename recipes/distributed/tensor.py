@@ -38,7 +38,7 @@ from recipes.distributed.tensor_sync import (
 from recipes.schedules import StepPlan, build_optimizer, build_scheduler, set_peak_lr
 from recipes.training.accelerator import make_accelerator, world_size
 from recipes.training.setup import Setup, build_setup
-from recipes.training.step import EpochHook, check_finite, log_step, stop_requested
+from recipes.training.step import EpochHook, check_finite, log_step, run_line, stop_requested
 
 
 def check_tensor_config(config: RecipeConfig) -> tuple[int, int]:
@@ -146,13 +146,11 @@ def prepare(config: RecipeConfig) -> TensorRun:
         if accelerator.is_main_process:
             runs.truncate_history(run_dir, job.state["step"])
     accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
-    accelerator.print(
-        f"run {run_dir}: {setup.data.num_classes} classes, {steps.total} updates, global batch "
-        f"{steps.global_batch}, lr {steps.lr:.3g}, {world_size()} process(es): {size} tensor "
-        f"x {replicas} data, {local_fraction(setup.model, plan):.3f} of the split layers per rank"
-        + (f", resumed at step {job.state['step']}" if resume else "")
-        + (f"; {note}" if note else "")
-    )
+    layout = (f"{size} tensor x {replicas} data, {local_fraction(setup.model, plan):.3f} of the "
+              "split layers per rank")  # fmt: skip
+    resumed_at = job.state["step"] if resume else None
+    accelerator.print(run_line(run_dir, setup.data.num_classes, steps, world_size(), layout,
+                               resumed_at, note))  # fmt: skip
     return job
 
 

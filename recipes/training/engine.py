@@ -29,6 +29,7 @@ from recipes.training.step import (
     evaluate,
     log_step,
     replica_spread,
+    run_line,
     save_checkpoint,
     stop_requested,
     update,
@@ -137,12 +138,10 @@ def prepare(config: RecipeConfig) -> Loop:
         if accelerator.is_main_process:
             runs.truncate_history(run_dir, loop.state["step"])
     accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
-    accelerator.print(
-        f"run {run_dir}: {setup.data.num_classes} classes, {plan.total} updates, global batch "
-        f"{plan.global_batch}, lr {plan.lr:.3g}, {accelerator.num_processes} process(es)"
-        + (f", resumed at step {loop.state['step']}" if resume else "")
-        + (f"; {note}" if note else "")
-    )
+    resumed_at = loop.state["step"] if resume else None
+    processes = accelerator.num_processes
+    line = run_line(run_dir, setup.data.num_classes, plan, processes, "", resumed_at, note)
+    accelerator.print(line)
     return loop
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
@@ -12,6 +13,9 @@ from accelerate import Accelerator
 from recipes.core import runs
 from recipes.core.arguments import TrainingArguments
 from recipes.core.errors import RecipeError
+
+if TYPE_CHECKING:
+    from recipes.schedules import StepPlan
 
 # Called on the main process after each epoch with (epoch, metrics); True stops the run.
 EpochHook = Callable[[int, dict], bool]
@@ -99,6 +103,18 @@ def epoch_metrics(accelerator: Accelerator, model, loader, sums, ema, channels_l
 def ask_hook(hook: EpochHook | None, epoch: int, record: dict, is_main: bool) -> float:
     """The hook's answer on the main process as a number every process can reduce (1: stop)."""
     return float(is_main and hook is not None and bool(hook(epoch, record)))
+
+
+def run_line(run_dir: Path, num_classes: int, plan: StepPlan, processes: int, layout: str = "",
+             resumed_at: int | None = None, note: str = "") -> str:  # fmt: skip
+    """The line every route prints as a run starts: data, updates, batch, LR, processes."""
+    return (
+        f"run {run_dir}: {num_classes} classes, {plan.total} updates, global batch "
+        f"{plan.global_batch}, lr {plan.lr:.3g}, {processes} process(es)"
+        + (f": {layout}" if layout else "")
+        + (f", resumed at step {resumed_at}" if resumed_at is not None else "")
+        + (f"; {note}" if note else "")
+    )
 
 
 def stop_requested(accelerator: Accelerator, hook: EpochHook | None, epoch: int, record) -> bool:

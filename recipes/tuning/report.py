@@ -12,17 +12,16 @@ if TYPE_CHECKING:
     from recipes.tuning.procedure import Stage
 
 
-def limits_text() -> str:
+def refine_rule() -> str:
+    """How a refine stage set its ranges, with the hard limits it kept."""
     from recipes.search.refine import LIMITS
 
-    return ", ".join(f"{name} [{low:g}, {high:g}]" for name, (low, high) in LIMITS.items())
-
-
-REFINE_RULE = (
-    "Ranges narrowed around the best quarter of the trials before (at least 2), inside their "
-    "range; an edge moves out (at most a decade on a log scale) only when the best value lies "
-    f"on it; hard limits: {limits_text()}."
-)
+    limits = ", ".join(f"{name} [{low:g}, {high:g}]" for name, (low, high) in LIMITS.items())
+    return (
+        "Ranges narrowed around the best quarter of the trials before (at least 2), inside "
+        "their range; an edge moves out (at most a decade on a log scale) only when the best "
+        f"value lies on it; hard limits: {limits}."
+    )
 
 
 def trial_table(summary: dict, limit: int = 10) -> list[dict]:
@@ -44,7 +43,7 @@ def stage_section(stage: Stage) -> Section:
         text.append(f"Best: trial {best['trial']}, {s['metric']} {best['value']:.4f} ({values}).")
         images.append(Path(best["run_dir"]) / "curves.png")
     if stage.name != "coarse":
-        text.append(REFINE_RULE)
+        text.append(refine_rule())
     text += [f"Warning: {w}" for w in s.get("warnings", [])]
     text += [f"Step 6, learning curves of the best trial: {f}" for f in s.get("findings", [])]
     return Section(step, text, [trial_table(s)], images)
