@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,3 +248,18 @@ def test_check_and_tune_suggest_the_same_lr_for_the_same_recipe(tmp_path):
     by_check = {c["name"]: c for c in saved["checks"]}
     assert by_check["lr_range"]["values"]["suggested_lr"] is not None
     assert tuned["lr_range"]["values"] == by_check["lr_range"]["values"]
+
+
+def test_a_report_in_a_relative_folder_links_plots_given_absolute_paths(tmp_path, monkeypatch):
+    """`recipes tune` with its default folder (runs/..., relative) and trial plots stored with
+    absolute paths: the report links them relative to itself."""
+    from recipes.core.plots import pyplot
+    from recipes.core.report import Section, write_report
+
+    monkeypatch.chdir(tmp_path)
+    folder, plot = Path("runs") / "tune", tmp_path / "runs" / "tune" / "coarse" / "curves.png"
+    plot.parent.mkdir(parents=True)
+    plt = pyplot()
+    plt.plot([0, 1]), plt.savefig(plot), plt.close()
+    md, _ = write_report(folder, "recipes tune", [Section("Step 4", ["text"], [], [plot])])
+    assert "![curves](coarse/curves.png)" in md.read_text()

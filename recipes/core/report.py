@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def to_markdown(title: str, sections: list[Section], root: Path) -> str:
         parts.append(f"## {section.title}")
         parts += section.text
         parts += [markdown_table(rows) for rows in section.tables if rows]
-        parts += [f"![{p.stem}]({p.relative_to(root)})" for p in section.images if p.is_file()]
+        parts += [f"![{p.stem}]({os.path.relpath(p, root)})" for p in section.images if p.is_file()]
     return "\n\n".join(parts) + "\n"
 
 
