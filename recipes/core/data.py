@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from recipes.core.arguments import DataArguments
 from recipes.core.augment import BatchTransform
 from recipes.core.decode import decode, image_channels
 from recipes.core.errors import RecipeError
-from recipes.core.fashion import load_fashion_mnist
+from recipes.core.fashion import files_stamp, load_fashion_mnist
 from recipes.core.folders import check_images, load_image_folder
 from recipes.core.hub import require_hub
 
@@ -104,10 +105,25 @@ def load_hub_dataset(name: str) -> DatasetDict:
         ) from None
 
 
+def builtin_splits(args: DataArguments) -> DatasetDict:
+    """digits or Fashion-MNIST with the recipe's classes; a copy, as callers replace splits."""
+    classes = tuple(str(c) for c in args.classes or ())
+    stamp = files_stamp(args.data_dir) if args.dataset == "fashion_mnist" else ()
+    return DatasetDict(_builtin_splits(args.dataset, args.data_dir, classes, stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _builtin_splits(dataset: str, data_dir: str | None, classes: tuple, stamp: tuple):
+    """Read and class-filtered once per process: sweeps and studies load the same data for
+    every run (reading Fashion-MNIST takes 8 s on 2 cores, keeping 5 of its classes 7 more)."""
+    splits = load_digits() if dataset == "digits" else load_fashion_mnist(data_dir)
+    return keep_classes(splits, "label", list(classes)) if classes else splits
+
+
 def load_image_data(args: DataArguments) -> ImageData:
     """Load the configured source as train / validation / test splits with class names."""
     if args.dataset in ("digits", "fashion_mnist"):
-        splits = load_digits() if args.dataset == "digits" else load_fashion_mnist(args.data_dir)
+        splits = builtin_splits(args)
         image_column, label_column = "image", "label"
     else:
         source = load_image_folder(args.data_dir) if args.dataset == "imagefolder" else None
@@ -126,8 +142,8 @@ def load_image_data(args: DataArguments) -> ImageData:
         if args.dataset == "imagefolder":
             for split in splits.values():
                 check_images(split, image_column)
-    if args.classes:
-        splits = keep_classes(splits, label_column, [str(c) for c in args.classes])
+        if args.classes:
+            splits = keep_classes(splits, label_column, [str(c) for c in args.classes])
     if args.train_per_class:
         splits["train"] = take_per_class(splits["train"], label_column, args.train_per_class)
     if args.max_train_samples:

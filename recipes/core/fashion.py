@@ -82,6 +82,13 @@ def with_validation(train: Dataset, test: Dataset) -> DatasetDict:
     return DatasetDict(train=held["train"], validation=held["test"], test=test)
 
 
+def files_stamp(data_dir: str | None) -> tuple:
+    """Path, size and modification time of the IDX files read: changed files read again."""
+    folder = idx_folder(data_dir)
+    found = [find_file(folder, n) for pair in FILES.values() for n in pair] if folder else []
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in found)
+
+
 def load_fashion_mnist(data_dir: str | None = None) -> DatasetDict:
     """From data_dir's IDX files, else Debian's, else the hub; otherwise one line saying how."""
     folder = idx_folder(data_dir)

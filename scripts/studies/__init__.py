@@ -1,0 +1,1 @@
+"""The lecture's studies on Fashion-MNIST, one module each; `scripts/figures.py` runs them."""
