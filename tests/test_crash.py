@@ -64,7 +64,9 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     args = [*STEPS, "--num_epochs", "6", "--output_dir", str(run)]
     command = [PYTHON, "-m", "recipes", "train", *args]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
-    proc = subprocess.Popen(command, cwd=ROOT, **quiet)
+    terminal = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+    proc = subprocess.Popen(command, cwd=ROOT, **quiet, **terminal)  # as from a terminal, even
+    # when the tests run as a background job (which starts with Ctrl-C ignored)
     deadline = time.time() + 120
     while not (run / "steps.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.2)
