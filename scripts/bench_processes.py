@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,12 +31,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     return parser.parse_args()
-
-
-def free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 def images_per_second(out: Path, processes: int, opts: argparse.Namespace) -> float:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from recipes.schedules import scale_learning_rate
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import free_port  # noqa: E402
+
+from recipes.schedules import scale_learning_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -39,12 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup_epochs", type=float, default=2.0)
     parser.add_argument("--max_train_samples", type=int, default=0)
     return parser.parse_args(argv)
-
-
-def free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 def train(out: Path, processes: int, args: list[str]) -> dict:

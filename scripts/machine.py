@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 
@@ -14,3 +15,10 @@ def cpu_name() -> str:
     )
     flags = sorted({f for f in ("avx2", "avx512_bf16", "amx_bf16") if f in lscpu})
     return f"{name}, {os.cpu_count()} CPUs, flags {' '.join(flags)}"
+
+
+def free_port() -> str:
+    """A TCP port free on this machine, for a launched run's main process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recipes.tuning.plan import MIN_COARSE, make_plan
+from recipes.tuning.plan import FINAL_SHARE, MIN_COARSE, REFINE_EPOCHS, make_plan
 
 # seconds per run, per training example, per evaluation; training-set size
 FAST_CPU = {"startup": 4.0, "per_example": 0.004, "eval": 0.5, "train_size": 1257}  # digits
@@ -28,3 +28,22 @@ def test_a_large_training_set_gets_more_coarse_trials_on_a_subset():
     assert plan.fraction < 1 and plan.coarse >= MIN_COARSE
     assert plan.coarse_samples() == round(plan.fraction * 55000)
     assert make_plan(1700.0, GPU).fraction == 1.0  # fast enough for whole epochs
+
+
+@pytest.mark.parametrize("timing", [FAST_CPU, FASHION, GPU], ids=["digits", "fashion", "gpu"])
+def test_the_final_model_gets_the_larger_part_of_the_budget(timing):
+    """An expert searches with short runs and spends most of the time on the long final run."""
+    plan = make_plan(1700.0, timing)
+    final = plan.planned["final model and test"]
+    assert final >= FINAL_SHARE * 1700.0 > sum(plan.planned.values()) - final
+    assert plan.affordable_epochs(final) > 2 * REFINE_EPOCHS
+
+
+def test_refine_runs_the_trials_that_fit_rather_than_none():
+    """A coarse stage that overran by seconds costs a refine trial, not the whole refine stage."""
+    plan = make_plan(300.0, FAST_CPU)
+    one = plan.trial_seconds(REFINE_EPOCHS)
+    assert plan.trials_that_fit(plan.refine * one, REFINE_EPOCHS) == plan.refine
+    assert plan.trials_that_fit(plan.refine * one - 3.0, REFINE_EPOCHS) == plan.refine - 1
+    assert plan.trials_that_fit(one / 2, REFINE_EPOCHS) == 0
+    assert plan.trials_that_fit(-10.0, REFINE_EPOCHS) == 0

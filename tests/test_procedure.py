@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from recipes.cli import main
@@ -21,6 +22,7 @@ model_name: test_convnext
 max_train_samples: 256
 per_device_train_batch_size: 32
 learning_rate: 3.0e-3
+warmup_epochs: 1.0
 report_to: none
 """
 
@@ -59,6 +61,24 @@ def test_tune_runs_every_step_and_writes_a_report(tuned) -> None:
     assert {"1-3 checks", "4 coarse search", "final model and test"} <= set(timings)
 
 
+def test_search_trials_warm_up_briefly_and_the_final_model_as_the_recipe_says(tuned) -> None:
+    """A one-epoch trial cannot hold the recipe's one-epoch warmup; the final model keeps it."""
+    _, folder, _ = tuned
+    trial = json.loads((folder / "coarse" / "summary.json").read_text())["trials"][0]
+    assert trial["state"] == "complete"
+    config = folder / "coarse" / "trials" / "trial_000" / "config.yaml"
+    assert yaml.safe_load(config.read_text())["warmup_epochs"] == 0.25
+    assert yaml.safe_load((folder / "final" / "config.yaml").read_text())["warmup_epochs"] == 1.0
+
+
+def test_a_finished_tune_keeps_the_trials_records_but_not_their_weights(tuned) -> None:
+    _, folder, _ = tuned
+    trials = sorted((folder / "coarse").rglob("trial_*"))
+    assert len(trials) == 3 and all((t / "results.json").is_file() for t in trials)
+    assert not any((t / name).exists() for t in trials for name in ("checkpoints", "model"))
+    assert (folder / "final" / "model").is_dir() and (folder / "final" / "checkpoints").is_dir()
+
+
 def test_tune_started_again_reuses_what_is_done(tuned) -> None:
     recipe, folder, _ = tuned
     before = (folder / "final" / "model" / "model.safetensors").stat().st_mtime_ns
@@ -75,7 +95,7 @@ def test_tune_started_again_reuses_what_is_done(tuned) -> None:
     ("args", "message"),
     [
         (["missing.yaml"], "recipe file not found: missing.yaml"),
-        (["--budget", "10s"], "--budget 10s is too small: the checks take about"),
+        (["--budget", "10s"], "--budget 10s is too small: the checks, a timed run"),
         (["--budget", "2"], "--budget 2 is too small: the procedure needs at least 3 trials"),
         (["--budget", "soon"], "--budget 'soon': use minutes"),
     ],

@@ -127,8 +127,15 @@ def top_values(spec: SweepSpec, study: optuna.Study, k: int | None) -> list[dict
     return [t.user_attrs["values"] for t in done[: k or max(2, math.ceil(len(done) / 4))]]
 
 
-def refine(spec: SweepSpec, study: optuna.Study, folder: Path, args: SweepOptions):
-    """Coarse to fine: a new W&B sweep file around the top trials, then run it here."""
+def refine(
+    spec: SweepSpec,
+    study: optuna.Study,
+    folder: Path,
+    args: SweepOptions,
+    trials: int | None = None,
+):
+    """Coarse to fine: a new W&B sweep file around the top trials, then run it here (`trials` of
+    its run_cap, as `wandb agent --count`, when given)."""
     options = spec.raw.get("refine") or {}
     top = top_values(spec, study, options.get("top_k"))
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
@@ -137,4 +144,4 @@ def refine(spec: SweepSpec, study: optuna.Study, folder: Path, args: SweepOption
     write_atomic(path, yaml.safe_dump(refined, sort_keys=False))
     print(f"refine stage written to {path} (runs on W&B too: wandb sweep {path})")
     fine = build_spec(refined, refined["name"])
-    return fine, run_stage(fine, folder / "refine", dataclasses.replace(args, trials=None))
+    return fine, run_stage(fine, folder / "refine", dataclasses.replace(args, trials=trials))

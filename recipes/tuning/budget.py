@@ -11,8 +11,7 @@ from pathlib import Path
 from recipes.core.errors import RecipeError
 from recipes.core.files import write_atomic
 
-CHECK_SECONDS = 45  # the three checks on 2 CPU cores with the default recipe (bench_checks.py)
-TRIAL_SECONDS = 20  # one short trial of the default recipe on 2 CPU cores
+MIN_SECONDS = 60  # a wall-clock budget's floor: the rest is planned from measured times
 MIN_TRIALS = 3  # two coarse trials and one refine trial
 
 
@@ -38,20 +37,17 @@ class Budget:
                 )
             return cls(text, trials=int(value))
         seconds = value * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit]
-        needed = CHECK_SECONDS + MIN_TRIALS * TRIAL_SECONDS
-        if seconds < needed:
+        if seconds < MIN_SECONDS:
             raise RecipeError(
-                f"--budget {text} is too small: the checks take about {CHECK_SECONDS}s and "
-                f"{MIN_TRIALS} short trials about {MIN_TRIALS * TRIAL_SECONDS}s more on 2 CPU "
-                f"cores; use --budget {needed}s or more"
+                f"--budget {text} is too small: the checks, a timed run and the shortest "
+                f"search need a minute or more; use --budget {MIN_SECONDS}s or more"
             )
         return cls(text, seconds=seconds)
 
     def split(self) -> tuple[int, int]:
-        """Coarse and refine trial counts: about 60% of the trials go to the coarse stage."""
-        total = self.trials or max(MIN_TRIALS, int(self.seconds / (2 * TRIAL_SECONDS)))
-        coarse = max(2, round(total * 0.6))
-        return coarse, max(1, total - coarse)
+        """A budget in trials: about 60% of them go to the coarse stage, the rest to refine."""
+        coarse = max(2, round(self.trials * 0.6))
+        return coarse, max(1, self.trials - coarse)
 
 
 class Clock:

@@ -13,8 +13,9 @@ from recipes.core import runs
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.files import write_atomic
 
+FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run
 COARSE_SHARE = 0.45  # of the search time; the rest goes to refinement
-REFINE_EPOCHS = 3  # a refine trial; the final model trains twice as long as the best trial
+REFINE_EPOCHS = 3  # a refine trial; the final model trains at least twice as long
 MIN_COARSE = 6  # fewer coarse trials than this and the coarse trials train on a subset
 MIN_FRACTION = 0.05  # the smallest subset of the training set a coarse trial uses
 PROBE_BATCHES = 8  # the timed run: this many batches, one evaluation
@@ -41,6 +42,10 @@ class Plan:
     def trial_seconds(self, epochs: float, fraction: float = 1.0) -> float:
         return self.startup_seconds + epochs * (fraction * self.epoch_seconds + self.eval_seconds)
 
+    def trials_that_fit(self, seconds: float, epochs: float) -> int:
+        """Whole-data trials of `epochs` that fit in `seconds`."""
+        return max(0, math.floor(seconds / self.trial_seconds(epochs)))
+
     def affordable_epochs(self, seconds: float) -> int:
         """Whole-data epochs a run can train in `seconds`."""
         per_epoch = self.epoch_seconds + self.eval_seconds
@@ -59,6 +64,7 @@ def time_run(recipe: str | None, config: RecipeConfig, folder: Path) -> dict[str
     train_size = len(load_image_data(config.data).splits["train"])
     examples = min(train_size, PROBE_BATCHES * config.training.per_device_train_batch_size)
     args = ["--num_epochs=1", f"--max_train_samples={examples}", "--report_to=none",
+            "--warmup_epochs=0", "--warmup_steps=0",  # a few batches: no room for a warmup
             f"--output_dir={folder}", "--overwrite_output_dir=True"]  # fmt: skip
     started = time.perf_counter()
     run_recipe(parse_config(recipe, args))
@@ -74,7 +80,7 @@ def make_plan(left: float, timing: dict[str, float]) -> Plan:
     epoch = timing["per_example"] * timing["train_size"]
     plan = Plan(timing["startup"], epoch, timing["eval"], int(timing["train_size"]), 0, 0, 1.0, {},
                 left)  # fmt: skip
-    final = plan.trial_seconds(2 * REFINE_EPOCHS)
+    final = max(plan.trial_seconds(2 * REFINE_EPOCHS), FINAL_SHARE * left)
     search = max(left - final, 0.0)
     coarse_time, refine_trial = COARSE_SHARE * search, plan.trial_seconds(REFINE_EPOCHS)
     plan.refine = max(1, math.floor((search - coarse_time) / refine_trial))

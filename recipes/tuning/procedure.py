@@ -21,8 +21,10 @@ from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
 from recipes.tuning.budget import Budget, Clock
 from recipes.tuning.check_report import CHECKS_FILE
+from recipes.tuning.coarse import coarse_sweep
 from recipes.tuning.inputs import check_recipe
 from recipes.tuning.plan import REFINE_EPOCHS, Plan, load_plan, make_plan, save_plan, time_run
+from recipes.tuning.prune import prune_weights, trial_folders
 from recipes.tuning.report import write
 
 LONGER = ("still_improving", "underfitting", "plateau")  # findings that send us back to step 5
@@ -86,49 +88,6 @@ def blocking_failure(checks: dict[str, dict]) -> dict | None:
     return None
 
 
-def command(recipe: str | None) -> list[str]:
-    return [
-        "${env}",
-        "${interpreter}",
-        "-m",
-        "recipes",
-        "train",
-        *([recipe] if recipe else []),
-        "${args}",
-    ]
-
-
-def coarse_sweep(
-    recipe: str | None, lr: float, lr_max: float, sizes: tuple[int, ...], report_to: str
-) -> dict:
-    """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch
-    (on a subset when the budget asks); the LR never past `lr_max`, where the range test's loss
-    turned up. `sizes`: coarse trials, refine trials, the coarse trials' max_train_samples (0:
-    the recipe's) and the recipe's own."""
-    coarse, refine, samples, full = sizes
-    fixed = {"num_epochs": {"value": 1}, "report_to": {"value": report_to}}
-    again = {"max_train_samples": full} if samples else {}  # refine: the recipe's own data
-    if samples:
-        fixed["max_train_samples"] = {"value": samples}
-    return {
-        "name": "coarse",
-        "method": "random",
-        "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "run_cap": coarse,
-        "parameters": {
-            "learning_rate": {
-                "distribution": "log_uniform_values",
-                "min": float(f"{lr / 10:.3g}"),
-                "max": float(f"{min(lr * 10, lr_max, 1.0):.3g}"),
-            },
-            "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
-            **fixed,
-        },
-        "refine": {"num_epochs": REFINE_EPOCHS, "run_cap": refine, **again},  # the best quarter
-        "command": command(recipe),
-    }
-
-
 def plan_search(recipe: str | None, config: RecipeConfig, folder: Path, clock: Clock, notes):
     """Coarse trials, refine trials and coarse subset: counted for a budget in trials, planned
     from a timed run for one in wall time (kept in plan.json across restarts)."""
@@ -183,6 +142,8 @@ def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
         "--wandb_group=",
         "--num_epochs=",
         "--max_train_samples=",
+        "--warmup_epochs=",  # a short run's warmup; the final has the recipe's own
+        "--warmup_steps=",
     )
     kept = [a for a in best["args"] if not a.startswith(own)]
     return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
@@ -219,15 +180,16 @@ def search_stages(
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 -> again 6
-        cap = raw["refine"]["run_cap"]
-        estimate = cap * plan.trial_seconds(REFINE_EPOCHS * round_) if plan else 0.0
+        cap, epochs = raw["refine"]["run_cap"], REFINE_EPOCHS * round_
         spare = clock.left() - (plan.planned["final model and test"] if plan else 0.0)
-        if spare < estimate:
-            notes.append(f"refine round {round_} skipped: about {estimate:.0f}s needed, "
-                         f"{max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
+        todo = min(cap, plan.trials_that_fit(spare, epochs)) if plan else cap
+        if todo < cap:
+            notes.append(f"refine round {round_}: {todo} of {cap} trials of {epochs} epochs fit "
+                         f"the {max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
+        if todo < 1:
             break
         started = time.perf_counter()
-        spec, study = refine(spec, study, stage_folder, SweepOptions(qmc=True))
+        spec, study = refine(spec, study, stage_folder, SweepOptions(qmc=True), todo)
         stage_folder = stage_folder / "refine"
         stages.append(Stage(f"refine {round_}", stage_folder,
                             summarize(spec, study, stage_folder)))  # fmt: skip
@@ -274,20 +236,22 @@ def procedure(
     lr, lr_max = (checks["lr_range"]["values"][k] for k in ("suggested_lr", "lr_at_min"))
     print(f"steps 4-7: coarse search around lr {lr:.2g}, refine, learning curves", flush=True)
     sizes, plan = plan_search(recipe, config, folder, clock, notes)
-    raw = coarse_sweep(recipe, lr, lr_max, sizes, args.report_to)
+    raw = coarse_sweep(recipe, (lr, lr_max), sizes, config.training, args.report_to)
     write_atomic(folder / "coarse.yaml", yaml.safe_dump(raw, sort_keys=False))
     stages = search_stages(raw, folder, clock, notes, plan)
     best = best_of(stages)
     started = time.perf_counter()
     print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
     epochs = 2 * best["epochs"]
-    if plan:  # what the budget left affords, and never fewer epochs than the best trial had
-        epochs = max(best["epochs"], min(epochs, plan.affordable_epochs(clock.left())))
+    if plan:  # all the budget left affords (less the test pass), never fewer than the best trial
+        epochs = max(best["epochs"], plan.affordable_epochs(clock.left() - plan.eval_seconds))
     final = parse_config(recipe, final_args(best, folder, epochs))
     run_recipe(final)
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)
     clock.record("final model and test", started)
+    trials = [*trial_folders(s.folder for s in stages), folder / "timing"]  # not final/: resumes
+    prune_weights(trials, {m.parent.resolve() for m in members.values()})
     write(folder, recipe, budget, checks, stages, scores, notes, clock)
     top = scores.get("ensemble", scores["final"])
     print(f"test accuracy {top['accuracy']:.4f}, NLL {top['nll']:.4f}, ECE {top['ece']:.4f}")

@@ -69,8 +69,9 @@ def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
         table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
                  for name, m in scores.items()]  # fmt: skip
         text = [
-            "The best trial's arguments, trained up to twice as long as the budget left allows; "
-            "test split, never searched on."
+            "The best trial's arguments (the recipe's own warmup), trained for as many epochs "
+            "as the budget left affords (a budget in trials: twice the best trial's); test "
+            "split, never searched on."
         ]
         curves = [folder / "final" / "curves.png"]
         sections.append(Section("Final model", text, [table], curves))

@@ -63,6 +63,21 @@ def train(folder: Path, overrides: list[str], test: bool = True) -> dict[str, An
     return resumable(folder, run)
 
 
+def range_test(work: Path, overrides: list[str], quick: bool) -> dict[str, float]:
+    """`recipes check`'s LR range test on a study's recipe (resumable): the suggested LR (None
+    when no LR worked) and the LR of the loss minimum."""
+    from recipes.core.config import parse_config
+    from recipes.tuning.inputs import check_recipe
+
+    def run() -> dict[str, float]:
+        config = parse_config(None, [*overrides, "--output_dir", str(work / "check")])
+        steps = 30 if quick else 100
+        found = check_recipe(config, overfit_steps=steps, sweep_steps=steps)["lr_range"].values
+        return {"suggested_lr": found["suggested_lr"], "lr_at_min": found["lr_at_min"]}
+
+    return resumable(work / "check-done", run)
+
+
 def score(data_args: Any, model_dir: Path) -> dict[str, float]:
     """Accuracy, NLL and ECE of a saved model on the test split."""
     from recipes.ensembles.ensemble import score_saved

@@ -30,18 +30,10 @@ def options(quick: bool):
 
 def small_batch_lr(work: Path, quick: bool) -> float:
     """The range test's LR for the small batch (SGD, momentum 0.9) on this study's data."""
-    from recipes.core.config import parse_config
-    from recipes.tuning.inputs import check_recipe
-
-    def run() -> dict:
-        opts = options(quick)
-        args = [*planner.run_args(opts, planner.plan(opts)[0]), *common.FASHION]
-        config = parse_config(None, [*args, "--output_dir", str(work / "check")])
-        steps = 30 if quick else 100
-        report = check_recipe(config, overfit_steps=steps, sweep_steps=steps)
-        return {"lr": report.suggested_lr or report["lr_range"].values["lr_at_min"] / 10}
-
-    return common.resumable(work / "check-done", run)["lr"]
+    opts = options(quick)
+    args = [*planner.run_args(opts, planner.plan(opts)[0]), *common.FASHION]
+    found = common.range_test(work, args, quick)
+    return found["suggested_lr"] or found["lr_at_min"] / 10
 
 
 def train(folder: Path, processes: int, args: list[str]) -> dict:

@@ -26,21 +26,6 @@ def base(quick: bool) -> list[str]:
             "--logging_steps", "1", "--label_smoothing", "0"]  # fmt: skip
 
 
-def range_test(work: Path, quick: bool) -> dict[str, float]:
-    """`recipes check`'s LR range test on the same recipe: the suggested LR and the loss minimum."""
-    from recipes.core.config import parse_config
-    from recipes.tuning.inputs import check_recipe
-
-    def run() -> dict[str, float]:
-        config = parse_config(None, [*base(quick), "--output_dir", str(work / "check")])
-        steps = 30 if quick else 100
-        report = check_recipe(config, overfit_steps=steps, sweep_steps=steps)
-        found = report["lr_range"].values
-        return {"suggested_lr": found["suggested_lr"], "lr_at_min": found["lr_at_min"]}
-
-    return common.resumable(work / "check-done", run)
-
-
 def learning_rates(found: dict[str, float]) -> dict[str, float]:
     """The four LRs of the lecture's sketch, placed by the range test."""
     good = found["suggested_lr"] or found["lr_at_min"] / 10
@@ -70,7 +55,7 @@ def train(folder: Path, overrides: list[str]) -> dict:
 
 def run(out: Path, work: Path, quick: bool = False) -> None:
     """Train each LR over the seeds; draw mean loss against updates; tabulate the spread."""
-    found = range_test(work, quick)
+    found = common.range_test(work, base(quick), quick)
     seeds = (0,) if quick else (0, 1, 2)
     rows, curves = [], {}
     for name, lr in learning_rates(found).items():

@@ -1,0 +1,41 @@
+"""The tune benchmark's plain searches are real W&B sweep files, and its limit check can fail."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_tune  # noqa: E402
+
+from recipes.search.spec import load_sweep  # noqa: E402
+
+
+@pytest.mark.parametrize(("method", "sampler"), [("random", "random"), ("bayes", "bayes")])
+def test_the_plain_searches_are_sweep_files_over_lr_and_weight_decay(tmp_path, method, sampler):
+    recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
+    path = bench_tune.sweep_file(recipe, method, 6, 4, tmp_path / "plain.yaml")
+    spec = load_sweep(path)
+    assert spec.method == sampler and spec.run_cap == 6 and spec.fixed["num_epochs"] == 4
+    assert sorted(p.name for p in spec.params) == ["learning_rate", "weight_decay"]
+    assert spec.recipe == recipe
+
+
+def write_trials(folder: Path, rows: list[str]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "trials.csv").write_text("\n".join(["trial,learning_rate,weight_decay", *rows]))
+
+
+def test_a_trial_outside_the_stated_limits_is_named(tmp_path):
+    write_trials(tmp_path / "coarse", ["0,0.003,0.05", "1,0.01,0.0001"])
+    assert bench_tune.out_of_limits(tmp_path) == []
+    write_trials(tmp_path / "coarse" / "refine", ["0,0.003,34", "1,2.0,0.01"])
+    assert bench_tune.out_of_limits(tmp_path) == [
+        "refine trial 0: weight_decay=34",
+        "refine trial 1: learning_rate=2.0",
+    ]
