@@ -41,6 +41,7 @@ from recipes.tuning.coarse import command  # noqa: E402
 from recipes.tuning.plan import make_plan, time_run  # noqa: E402
 
 ARMS = ("tune", "defaults", "random", "tpe")
+METHODS = {"random": "random", "tpe": "bayes"}  # a plain-search arm -> its sweep method
 SPACE = {
     "learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
     "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
@@ -87,8 +88,7 @@ def arm_command(arm: str, recipe: str | None, args: argparse.Namespace, work: Pa
         return [*base, "train", *own, f"--num_epochs={epochs}", f"--output_dir={folder}",
                 "--overwrite_output_dir=True", "--report_to=none"]  # fmt: skip
     epochs = affordable_epochs(args, seconds / args.trials, work)
-    method = {"random": "random", "tpe": "bayes"}[arm]
-    path = sweep_file(recipe, method, args.trials, epochs, work / f"{arm}.yaml")
+    path = sweep_file(recipe, METHODS[arm], args.trials, epochs, work / f"{arm}.yaml")
     return [*base, "sweep", str(path), f"--output_dir={folder}", f"--seed={args.seed}"]
 
 
@@ -125,7 +125,7 @@ def arm_model(arm: str, work: Path) -> Path:
         return work / "tune" / "final" / "model"
     if arm == "defaults":
         return work / "defaults" / "model"
-    return best_trial_model(work / arm, f"plain-{'bayes' if arm == 'tpe' else 'random'}")
+    return best_trial_model(work / arm, f"plain-{METHODS[arm]}")
 
 
 def out_of_limits(tune: Path) -> list[str]:
