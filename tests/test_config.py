@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from recipes.core.config import DIGITS_RECIPES, parse_config
@@ -103,3 +104,27 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     again = parse_config(tmp_path / "config.yaml")
     assert again.to_dict() == config.to_dict()
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["learning_rate"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx2"}, "no"), ({"avx2", "avx512_bf16"}, "bf16"), ({"avx2", "amx_bf16"}, "bf16")],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, flags, expected):
+    """On a CPU without AVX-512 BF16 or AMX, bf16 is emulated and slower than fp32."""
+    import recipes.core.precision as precision
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert parse_config(None, ["--mixed_precision", "auto"]).training.mixed_precision == expected
+    assert parse_config(None, ["--mixed_precision", "fp16"]).training.mixed_precision == "fp16"
+
+
+def test_this_cpus_flags_are_read_and_decide_auto() -> None:
+    from recipes.core.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
+
+    if not Path("/proc/cpuinfo").is_file() or torch.cuda.is_available():
+        pytest.skip("a CPU-only Linux machine decides by /proc/cpuinfo")
+    flags = cpu_flags()
+    assert flags & {"avx2", "sse2", "asimd", "fp"}, sorted(flags)[:20]
+    assert native_bf16() == bool(flags & set(BF16_CPU_FLAGS))

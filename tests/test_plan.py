@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from recipes.tuning.plan import FINAL_SHARE, MIN_COARSE, REFINE_EPOCHS, make_plan
+from recipes.core import runs
+from recipes.tuning.plan import (
+    FINAL_SHARE,
+    MAX_FINAL_SHARE,
+    MIN_COARSE,
+    MIN_REFINE,
+    REFINE_EPOCHS,
+    make_plan,
+    remeasured,
+)
 
 # seconds per run, per training example, per evaluation; training-set size
 FAST_CPU = {"startup": 4.0, "per_example": 0.004, "eval": 0.5, "train_size": 1257}  # digits
 FASHION = {"startup": 8.0, "per_example": 0.0025, "eval": 6.0, "train_size": 55000}
 GPU = {"startup": 6.0, "per_example": 2e-5, "eval": 0.3, "train_size": 55000}
+SLOW_CPU = {"startup": 8.0, "per_example": 0.0035, "eval": 4.0, "train_size": 55000}  # AVX2 fp32
 
 
 @pytest.mark.parametrize("timing", [FAST_CPU, FASHION, GPU], ids=["digits", "fashion", "gpu"])
@@ -26,7 +39,7 @@ def test_the_plan_fills_the_budget_within_ten_percent(timing, left):
 def test_a_large_training_set_gets_more_coarse_trials_on_a_subset():
     plan = make_plan(1700.0, FASHION)
     assert plan.fraction < 1 and plan.coarse >= MIN_COARSE
-    assert plan.coarse_samples() == round(plan.fraction * 55000)
+    assert plan.samples(plan.fraction) == round(plan.fraction * 55000)
     assert make_plan(1700.0, GPU).fraction == 1.0  # fast enough for whole epochs
 
 
@@ -47,3 +60,50 @@ def test_refine_runs_the_trials_that_fit_rather_than_none():
     assert plan.trials_that_fit(plan.refine * one - 3.0, REFINE_EPOCHS) == plan.refine - 1
     assert plan.trials_that_fit(one / 2, REFINE_EPOCHS) == 0
     assert plan.trials_that_fit(-10.0, REFINE_EPOCHS) == 0
+
+
+@pytest.mark.parametrize("recipe_epochs", [12, 30])
+def test_a_tight_budget_gives_the_final_more_and_searches_on_subsets(recipe_epochs):
+    """When the recipe's own epochs do not fit in 60%, the final gets up to 80%; the refine
+    trials then train on a subset, so that two still fit."""
+    plan = make_plan(1700.0, SLOW_CPU, recipe_epochs)
+    final = plan.planned["final model and test"]
+    assert final == pytest.approx(MAX_FINAL_SHARE * 1700.0)
+    assert plan.refine >= MIN_REFINE and plan.refine_fraction < 1
+    assert plan.coarse >= MIN_COARSE and plan.fraction < plan.refine_fraction
+    assert 0.9 * 1700.0 <= sum(plan.planned.values()) <= 1.1 * 1700.0
+
+
+def test_a_roomy_budget_keeps_the_final_at_its_share_and_refines_on_all_the_data():
+    plan = make_plan(7200.0, FASHION, 12)  # 12 epochs take 24% of it
+    assert plan.planned["final model and test"] == pytest.approx(FINAL_SHARE * 7200.0)
+    assert plan.refine_fraction == 1.0 and plan.samples(plan.refine_fraction) == 0
+
+
+def trial(folder: Path, images: int, epochs: list[tuple[float, float]]) -> Path:
+    """A run folder as the engine writes it: (train seconds, eval seconds) per epoch."""
+    folder.mkdir(parents=True)
+    at = 0.0
+    for i, (train, evaluation) in enumerate(epochs):
+        at += train
+        record = {"epoch": i + 1, "train_seconds": train, "eval_seconds": evaluation}
+        runs.append_jsonl(folder / runs.EPOCHS_FILE, {**record, "seconds": at})
+        at += evaluation + 1.0  # the checkpoint after the evaluation
+    (folder / runs.RESULTS_FILE).write_text(json.dumps({"train_examples": images}))
+    return folder
+
+
+def test_the_final_is_sized_from_the_trials_own_speed(tmp_path):
+    """The timed run's 8 batches said 2.5 ms an image; the trials ran at 4 ms, so the final
+    gets the epochs that fit at 4 ms, not the 60% more the timed run promised."""
+    plan = make_plan(1700.0, FASHION, 12)
+    slow = [
+        trial(tmp_path / "a", 5000, [(20.0, 5.0)]),
+        trial(tmp_path / "b", 10000, [(40.0, 5.0), (40.0, 5.0), (40.0, 5.0)]),
+        tmp_path / "unfinished",
+    ]
+    speed = remeasured(plan, slow)
+    assert speed.epoch_seconds == pytest.approx(0.004 * 55000)
+    assert speed.eval_seconds == pytest.approx(6.0)  # the evaluation and the checkpoint after it
+    assert speed.affordable_epochs(1000.0) == 4 < plan.affordable_epochs(1000.0)
+    assert remeasured(plan, []) == plan

@@ -155,8 +155,11 @@ def test_killed_sweep_restarts_with_what_is_left_on_two_workers(tmp_path):
     assert complete[0].datetime_complete == first.datetime_complete  # not run again
     retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["run_dir"].endswith("trial_001")
+    assert "2 worker(s)" in restart.stdout
+    # The two workers share the 3 trials left, each with half the threads; the spawned one
+    # starts seconds after the first and may find none left.
     workers = {t.user_attrs["pid"] for t in complete[1:]}
-    assert len(workers) == 2 and {t.user_attrs["threads"] for t in complete[1:]} == {
+    assert 1 <= len(workers) <= 2 and {t.user_attrs["threads"] for t in complete[1:]} == {
         max(1, first.user_attrs["threads"] // 2)
     }
 

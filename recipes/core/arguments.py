@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from recipes.core.bounds import check_bounds
 from recipes.core.errors import RecipeError
+from recipes.core.precision import resolve
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -136,7 +137,9 @@ class TrainingArguments:
     warmup_steps: int = 0
     scale_lr: str = field(default="none", metadata={"help": "none, linear or sqrt batch scaling"})
     base_batch_size: int = 256
-    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
+    mixed_precision: str = field(
+        default="no", metadata={"help": "no, bf16, fp16 or auto (bf16 where it runs natively)"}
+    )
     channels_last: bool = False
     logging_steps: int = 10
     save_steps: int = field(default=0, metadata={"help": "also checkpoint every N steps (0: off)"})
@@ -178,7 +181,8 @@ class TrainingArguments:
         if self.resume_from_checkpoint in ("none", "None", ""):
             self.resume_from_checkpoint = None
         check_choice("scale_lr", self.scale_lr, ("none", "linear", "sqrt"))
-        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
+        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16", "auto"))
+        self.mixed_precision = resolve(self.mixed_precision)
         check_choice("report_to", self.report_to, ("none", "wandb", "tensorboard"))
         check_choice("parallel", self.parallel, ("data", "pipeline", "tensor"))
         check_choice("partition", self.partition, ("parameters", "uniform"))

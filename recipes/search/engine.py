@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import yaml
@@ -38,6 +39,7 @@ class SweepOptions:
     overwrite: bool = False
     refine: bool = False
     heartbeat: int = 60  # seconds; a trial silent for twice this is retried elsewhere
+    first: tuple[dict[str, Any], ...] = ()  # values the first trials take; the rest are sampled
 
 
 UNTIL_STOPPED = sys.maxsize  # a random or bayes sweep without run_cap, as `wandb agent` runs it
@@ -74,9 +76,10 @@ def open_study(
         storage=storage, study_name=spec.name, direction=spec.direction, load_if_exists=True
     )
     study.set_user_attr("sweep", same)
-    if spec.method == "grid":
-        with storage_lock(url):  # two processes never queue the grid twice
-            for point in grid_points(spec)[:target]:
+    points = grid_points(spec)[:target] if spec.method == "grid" else list(args.first)
+    if points:
+        with storage_lock(url):  # two processes never queue a point twice
+            for point in points:
                 study.enqueue_trial(point, skip_if_exists=True)
     write_atomic(folder / "sweep.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
     return study

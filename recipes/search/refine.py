@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from recipes.core.config import parse_config
@@ -127,6 +128,22 @@ def top_values(spec: SweepSpec, study: optuna.Study, k: int | None) -> list[dict
     return [t.user_attrs["values"] for t in done[: k or max(2, math.ceil(len(done) / 4))]]
 
 
+def takes(param: Param, value: Any) -> bool:
+    """Whether Optuna can be given `value` for `param` as it is (no W&B quantile mapping)."""
+    dist = param.distribution
+    if param.decode is not None:
+        return False
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return isinstance(value, int | float) and dist.low <= value <= dist.high
+
+
+def promoted(fine: SweepSpec, best: dict[str, Any]) -> dict[str, Any]:
+    """The best trial's values that the refined sweep can take: its first trial runs them at
+    the longer length, so the incumbent competes with the new points on equal terms."""
+    return {p.name: best[p.name] for p in fine.params if p.name in best and takes(p, best[p.name])}
+
+
 def refine(
     spec: SweepSpec,
     study: optuna.Study,
@@ -135,7 +152,7 @@ def refine(
     trials: int | None = None,
 ):
     """Coarse to fine: a new W&B sweep file around the top trials, then run it here (`trials` of
-    its run_cap, as `wandb agent --count`, when given)."""
+    its run_cap, as `wandb agent --count`, when given), the best trial's values first."""
     options = spec.raw.get("refine") or {}
     top = top_values(spec, study, options.get("top_k"))
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
@@ -144,4 +161,6 @@ def refine(
     write_atomic(path, yaml.safe_dump(refined, sort_keys=False))
     print(f"refine stage written to {path} (runs on W&B too: wandb sweep {path})")
     fine = build_spec(refined, refined["name"])
-    return fine, run_stage(fine, folder / "refine", dataclasses.replace(args, trials=trials))
+    first = promoted(fine, top[0])
+    options = dataclasses.replace(args, trials=trials, first=(first,) if first else ())
+    return fine, run_stage(fine, folder / "refine", options)

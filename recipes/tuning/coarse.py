@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from recipes.core.arguments import TrainingArguments
 from recipes.tuning.plan import REFINE_EPOCHS
 
@@ -29,28 +31,40 @@ def short_warmup(training: TrainingArguments) -> dict[str, dict]:
     return {"warmup_epochs": {"value": epochs}, "warmup_steps": {"value": 0}}
 
 
+@dataclass(frozen=True)
+class StageSizes:
+    """How many trials each search stage runs, and on how many training images (0: all)."""
+
+    coarse: int
+    refine: int
+    coarse_samples: int = 0
+    refine_samples: int = 0
+    full: int = 0  # the recipe's own max_train_samples
+
+
 def coarse_sweep(
     recipe: str | None,
     lrs: tuple[float, float],
-    sizes: tuple[int, ...],
+    sizes: StageSizes,
     training: TrainingArguments,
     report_to: str,
 ) -> dict:
     """Step 4 as a W&B sweep: random (Sobol) LR and weight decay around the found LR, 1 epoch
     (on a subset when the budget asks). `lrs`: the found LR and where the range test's loss
-    turned up, which the LR never passes. `sizes`: coarse trials, refine trials, the coarse
-    trials' max_train_samples (0: the recipe's) and the recipe's own."""
-    (lr, lr_max), (coarse, refine, samples, full) = lrs, sizes
+    turned up, which the LR never passes."""
+    lr, lr_max = lrs
     fixed = {"num_epochs": {"value": 1}, "report_to": {"value": report_to},
              **short_warmup(training)}  # fmt: skip
-    again = {"max_train_samples": full} if samples else {}  # refine: the recipe's own data
-    if samples:
-        fixed["max_train_samples"] = {"value": samples}
+    if sizes.coarse_samples:
+        fixed["max_train_samples"] = {"value": sizes.coarse_samples}
+    refine = {"num_epochs": REFINE_EPOCHS, "run_cap": sizes.refine}  # around the best quarter
+    if sizes.coarse_samples or sizes.refine_samples:  # refine: its own subset, or the recipe's
+        refine["max_train_samples"] = sizes.refine_samples or sizes.full
     return {
         "name": "coarse",
         "method": "random",
         "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "run_cap": coarse,
+        "run_cap": sizes.coarse,
         "parameters": {
             "learning_rate": {
                 "distribution": "log_uniform_values",
@@ -60,6 +74,16 @@ def coarse_sweep(
             "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 0.1},
             **fixed,
         },
-        "refine": {"num_epochs": REFINE_EPOCHS, "run_cap": refine, **again},  # the best quarter
+        "refine": refine,
         "command": command(recipe),
+    }
+
+
+def recipe_point(raw: dict, training: TrainingArguments) -> dict[str, float]:
+    """The recipe's own values, as the coarse stage's first trial, where its ranges hold them:
+    a recipe's defaults are an expert's prior, and the search has to beat them to be used."""
+    return {
+        name: getattr(training, name)
+        for name, param in raw["parameters"].items()
+        if "min" in param and param["min"] <= getattr(training, name) <= param["max"]
     }

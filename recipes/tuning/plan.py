@@ -6,18 +6,23 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from pathlib import Path
+from statistics import median
 
 from recipes.core import runs
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.files import write_atomic
 
-FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run
+FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run, at least
+MAX_FINAL_SHARE = 0.8  # and up to this when the recipe's own epochs need more than FINAL_SHARE
 COARSE_SHARE = 0.45  # of the search time; the rest goes to refinement
 REFINE_EPOCHS = 3  # a refine trial; the final model trains at least twice as long
 MIN_COARSE = 6  # fewer coarse trials than this and the coarse trials train on a subset
-MIN_FRACTION = 0.05  # the smallest subset of the training set a coarse trial uses
+MIN_REFINE = 2  # fewer whole-data refine trials than this and they train on a subset
+MIN_FRACTION = 0.05  # the smallest subset of the training set a search trial uses
 PROBE_BATCHES = 8  # the timed run: this many batches, one evaluation
 
 
@@ -34,6 +39,7 @@ class Plan:
     fraction: float  # of the training set each coarse trial uses
     planned: dict[str, float]  # step -> seconds
     left: float = 0.0  # the budget left when planned
+    refine_fraction: float = 1.0  # of the training set each refine trial uses
 
     def fits(self) -> bool:
         """Whether the plan fits the budget that was left (10% slack)."""
@@ -42,18 +48,24 @@ class Plan:
     def trial_seconds(self, epochs: float, fraction: float = 1.0) -> float:
         return self.startup_seconds + epochs * (fraction * self.epoch_seconds + self.eval_seconds)
 
-    def trials_that_fit(self, seconds: float, epochs: float) -> int:
-        """Whole-data trials of `epochs` that fit in `seconds`."""
-        return max(0, math.floor(seconds / self.trial_seconds(epochs)))
+    def trials_that_fit(self, seconds: float, epochs: float, fraction: float = 1.0) -> int:
+        """Trials of `epochs` on `fraction` of the data that fit in `seconds`."""
+        return max(0, math.floor(seconds / self.trial_seconds(epochs, fraction)))
 
     def affordable_epochs(self, seconds: float) -> int:
         """Whole-data epochs a run can train in `seconds`."""
         per_epoch = self.epoch_seconds + self.eval_seconds
         return max(1, math.floor((seconds - self.startup_seconds) / max(per_epoch, 1e-9)))
 
-    def coarse_samples(self) -> int:
-        """max_train_samples for a coarse trial (0: all)."""
-        return 0 if self.fraction >= 1 else max(1, round(self.fraction * self.train_size))
+    def samples(self, fraction: float) -> int:
+        """max_train_samples for a trial on `fraction` of the data (0: all)."""
+        return 0 if fraction >= 1 else max(1, round(fraction * self.train_size))
+
+    def subset(self, seconds: float, trials: int, epochs: float) -> float:
+        """The fraction of the data on which `trials` runs of `epochs` fit in `seconds`."""
+        per_trial = seconds / trials - self.startup_seconds - epochs * self.eval_seconds
+        fraction = per_trial / max(epochs * self.epoch_seconds, 1e-9)
+        return min(1.0, max(MIN_FRACTION, math.floor(fraction * 1000) / 1000))
 
 
 def time_run(recipe: str | None, config: RecipeConfig, folder: Path) -> dict[str, float]:
@@ -75,18 +87,27 @@ def time_run(recipe: str | None, config: RecipeConfig, folder: Path) -> dict[str
             "eval": evaluation, "train_size": train_size}  # fmt: skip
 
 
-def make_plan(left: float, timing: dict[str, float]) -> Plan:
+def final_seconds(plan: Plan, left: float, recipe_epochs: int) -> float:
+    """The final model's time: FINAL_SHARE of `left`, more (up to MAX_FINAL_SHARE) when the
+    recipe's own epochs need it, and never less than twice a refine trial."""
+    wanted = min(max(FINAL_SHARE * left, plan.trial_seconds(recipe_epochs)), MAX_FINAL_SHARE * left)
+    return max(wanted, plan.trial_seconds(2 * REFINE_EPOCHS))
+
+
+def make_plan(left: float, timing: dict[str, float], recipe_epochs: int = 0) -> Plan:
     """Split `left` seconds between the coarse trials, the refine trials and the final model."""
     epoch = timing["per_example"] * timing["train_size"]
     plan = Plan(timing["startup"], epoch, timing["eval"], int(timing["train_size"]), 0, 0, 1.0, {},
                 left)  # fmt: skip
-    final = max(plan.trial_seconds(2 * REFINE_EPOCHS), FINAL_SHARE * left)
+    final = final_seconds(plan, left, recipe_epochs)
     search = max(left - final, 0.0)
-    coarse_time, refine_trial = COARSE_SHARE * search, plan.trial_seconds(REFINE_EPOCHS)
-    plan.refine = max(1, math.floor((search - coarse_time) / refine_trial))
+    coarse_time, refine_time = COARSE_SHARE * search, (1 - COARSE_SHARE) * search
+    if refine_time / plan.trial_seconds(REFINE_EPOCHS) < MIN_REFINE:
+        plan.refine_fraction = plan.subset(refine_time, MIN_REFINE, REFINE_EPOCHS)
+    refine_trial = plan.trial_seconds(REFINE_EPOCHS, plan.refine_fraction)
+    plan.refine = max(1, math.floor(refine_time / refine_trial))
     if coarse_time / plan.trial_seconds(1) < MIN_COARSE:  # more, shorter trials on a subset
-        per_trial = coarse_time / MIN_COARSE - plan.startup_seconds - plan.eval_seconds
-        plan.fraction = round(min(1.0, max(MIN_FRACTION, per_trial / max(epoch, 1e-9))), 3)
+        plan.fraction = plan.subset(coarse_time, MIN_COARSE, 1)
     plan.coarse = max(2, math.floor(coarse_time / plan.trial_seconds(1, plan.fraction)))
     plan.planned = {
         "4 coarse search": plan.coarse * plan.trial_seconds(1, plan.fraction),
@@ -94,6 +115,32 @@ def make_plan(left: float, timing: dict[str, float]) -> Plan:
         "final model and test": final,
     }
     return plan
+
+
+def epoch_costs(run_dir: Path) -> tuple[list[float], list[float]]:
+    """One finished run's seconds per training image and per evaluation (with the checkpoint
+    after it), epoch by epoch; empty for a run that did not finish."""
+    results = run_dir / runs.RESULTS_FILE
+    if not results.is_file():
+        return [], []
+    images = max(1, json.loads(results.read_text())["train_examples"])
+    epochs = runs.read_jsonl(run_dir / runs.EPOCHS_FILE)
+    per_image = [r["train_seconds"] / images for r in epochs]
+    between = [b["seconds"] - a["seconds"] - b["train_seconds"] for a, b in pairwise(epochs)]
+    return per_image, between or [r.get("eval_seconds", 0.0) for r in epochs]
+
+
+def remeasured(plan: Plan, run_dirs: Iterable[Path]) -> Plan:
+    """The plan's costs measured again on the search trials, which ran as the final model will:
+    medians over all their epochs (the timed run's few batches can be far off)."""
+    per_image, per_eval = [], []
+    for run_dir in run_dirs:
+        images, evals = epoch_costs(run_dir)
+        per_image, per_eval = per_image + images, per_eval + evals
+    if not per_image:
+        return plan
+    epoch, evaluation = median(per_image) * plan.train_size, median(per_eval)
+    return replace(plan, epoch_seconds=epoch, eval_seconds=evaluation)
 
 
 def save_plan(folder: Path, plan: Plan) -> None:

@@ -21,9 +21,17 @@ from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
 from recipes.tuning.budget import Budget, Clock
 from recipes.tuning.check_report import CHECKS_FILE
-from recipes.tuning.coarse import coarse_sweep
+from recipes.tuning.coarse import StageSizes, coarse_sweep, recipe_point
 from recipes.tuning.inputs import check_recipe
-from recipes.tuning.plan import REFINE_EPOCHS, Plan, load_plan, make_plan, save_plan, time_run
+from recipes.tuning.plan import (
+    REFINE_EPOCHS,
+    Plan,
+    load_plan,
+    make_plan,
+    remeasured,
+    save_plan,
+    time_run,
+)
 from recipes.tuning.prune import prune_weights, trial_folders
 from recipes.tuning.report import write
 
@@ -88,18 +96,20 @@ def blocking_failure(checks: dict[str, dict]) -> dict | None:
     return None
 
 
-def plan_search(recipe: str | None, config: RecipeConfig, folder: Path, clock: Clock, notes):
-    """Coarse trials, refine trials and coarse subset: counted for a budget in trials, planned
-    from a timed run for one in wall time (kept in plan.json across restarts)."""
+def plan_search(
+    recipe: str | None, config: RecipeConfig, folder: Path, clock: Clock, notes: list[str]
+) -> tuple[StageSizes, Plan | None]:
+    """The search stages' sizes: counted for a budget in trials, planned from a timed run for
+    one in wall time (kept in plan.json across restarts)."""
     full = config.data.max_train_samples
     if clock.budget.seconds is None:
-        return (*clock.budget.split(), 0, full), None
+        return StageSizes(*clock.budget.split(), full=full), None
     plan = load_plan(folder)
     if plan is None:
         started = time.perf_counter()
         timing = time_run(recipe, config, folder / "timing")
         clock.record("3b timing run", started)
-        plan = make_plan(clock.left(), timing)
+        plan = make_plan(clock.left(), timing, config.training.num_epochs)
         save_plan(folder, plan)
     if not plan.fits():
         notes.append(
@@ -112,9 +122,11 @@ def plan_search(recipe: str | None, config: RecipeConfig, folder: Path, clock: C
         f"plan from a timed run: {plan.startup_seconds:.1f}s per run, {plan.epoch_seconds:.1f}s "
         f"per epoch of {plan.train_size} images, {plan.eval_seconds:.1f}s per evaluation -> "
         f"{plan.coarse} coarse trials on {plan.fraction:.0%} of the data, {plan.refine} refine "
-        f"trials of {REFINE_EPOCHS} epochs"
+        f"trials of {REFINE_EPOCHS} epochs on {plan.refine_fraction:.0%}"
     )
-    return (plan.coarse, plan.refine, plan.coarse_samples(), full), plan
+    sizes = StageSizes(plan.coarse, plan.refine, plan.samples(plan.fraction),
+                       plan.samples(plan.refine_fraction), full)  # fmt: skip
+    return sizes, plan
 
 
 @dataclass
@@ -165,9 +177,10 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
 
 
 def search_stages(
-    raw: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
+    raw: dict, first: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
 ) -> list[Stage]:
-    """Steps 4, 5, 6 and 7: coarse, refine, read the best run's curves, refine again if asked."""
+    """Steps 4, 5, 6 and 7: coarse (`first`: its first trial's values), refine, read the best
+    run's curves, refine again if asked."""
     from recipes.search.engine import SweepOptions, run_stage
     from recipes.search.refine import refine
     from recipes.search.report import summarize
@@ -176,13 +189,13 @@ def search_stages(
 
     spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
     started = time.perf_counter()
-    study = run_stage(spec, stage_folder, SweepOptions(qmc=True))
+    study = run_stage(spec, stage_folder, SweepOptions(qmc=True, first=(first,) if first else ()))
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 -> again 6
         cap, epochs = raw["refine"]["run_cap"], REFINE_EPOCHS * round_
         spare = clock.left() - (plan.planned["final model and test"] if plan else 0.0)
-        todo = min(cap, plan.trials_that_fit(spare, epochs)) if plan else cap
+        todo = min(cap, plan.trials_that_fit(spare, epochs, plan.refine_fraction)) if plan else cap
         if todo < cap:
             notes.append(f"refine round {round_}: {todo} of {cap} trials of {epochs} epochs fit "
                          f"the {max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
@@ -238,20 +251,29 @@ def procedure(
     sizes, plan = plan_search(recipe, config, folder, clock, notes)
     raw = coarse_sweep(recipe, (lr, lr_max), sizes, config.training, args.report_to)
     write_atomic(folder / "coarse.yaml", yaml.safe_dump(raw, sort_keys=False))
-    stages = search_stages(raw, folder, clock, notes, plan)
+    first = recipe_point(raw, config.training)
+    notes.append(f"coarse trial 0: the recipe's own values {first}" if first else
+                 "the recipe's own values lie outside the coarse ranges")  # fmt: skip
+    stages = search_stages(raw, first, folder, clock, notes, plan)
     best = best_of(stages)
     started = time.perf_counter()
     print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
     epochs = 2 * best["epochs"]
+    trials = trial_folders(s.folder for s in stages)
     if plan:  # all the budget left affords (less the test pass), never fewer than the best trial
-        epochs = max(best["epochs"], plan.affordable_epochs(clock.left() - plan.eval_seconds))
+        speed = remeasured(plan, trials)  # as fast as the trials ran, not the timed run
+        epochs = max(best["epochs"], speed.affordable_epochs(clock.left() - speed.eval_seconds))
+        notes.append(
+            f"final model: {epochs} epochs, {speed.epoch_seconds:.1f}s each as the search trials "
+            f"ran (the timed run said {plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left"
+        )
     final = parse_config(recipe, final_args(best, folder, epochs))
     run_recipe(final)
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)
     clock.record("final model and test", started)
-    trials = [*trial_folders(s.folder for s in stages), folder / "timing"]  # not final/: resumes
-    prune_weights(trials, {m.parent.resolve() for m in members.values()})
+    kept = {m.parent.resolve() for m in members.values()}  # not final/: it resumes
+    prune_weights([*trials, folder / "timing"], kept)
     write(folder, recipe, budget, checks, stages, scores, notes, clock)
     top = scores.get("ensemble", scores["final"])
     print(f"test accuracy {top['accuracy']:.4f}, NLL {top['nll']:.4f}, ECE {top['ece']:.4f}")
