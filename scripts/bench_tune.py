@@ -37,7 +37,7 @@ from recipes.core.config import parse_config  # noqa: E402
 from recipes.ensembles.ensemble import score_saved  # noqa: E402
 from recipes.search.refine import LIMITS  # noqa: E402
 from recipes.tuning.budget import Budget  # noqa: E402
-from recipes.tuning.coarse import command  # noqa: E402
+from recipes.tuning.coarse import command, short_warmup  # noqa: E402
 from recipes.tuning.plan import make_plan, time_run  # noqa: E402
 
 ARMS = ("tune", "defaults", "random", "tpe")
@@ -63,13 +63,18 @@ def affordable_epochs(args: argparse.Namespace, seconds: float, work: Path) -> i
 
 
 def sweep_file(recipe: str | None, method: str, trials: int, epochs: int, path: Path) -> Path:
-    """A plain W&B sweep over the space, each trial `epochs` long."""
+    """A plain W&B sweep over the space, each trial `epochs` long (with the tune's short warmup
+    when the recipe's own would not fit in a trial)."""
+    training = parse_config(recipe, ["--report_to=none"]).training
+    fixed = {"num_epochs": {"value": epochs}, "report_to": {"value": "none"}}
+    if training.warmup_epochs >= epochs:
+        fixed.update(short_warmup(training))
     raw = {
         "name": f"plain-{method}",
         "method": method,
         "metric": {"name": "val_accuracy", "goal": "maximize"},
         "run_cap": trials,
-        "parameters": {**SPACE, "num_epochs": {"value": epochs}, "report_to": {"value": "none"}},
+        "parameters": {**SPACE, **fixed},
         "command": command(recipe),
     }
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

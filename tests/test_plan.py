@@ -65,13 +65,23 @@ def test_refine_runs_the_trials_that_fit_rather_than_none():
 @pytest.mark.parametrize("recipe_epochs", [12, 30])
 def test_a_tight_budget_gives_the_final_more_and_searches_on_subsets(recipe_epochs):
     """When the recipe's own epochs do not fit in 60%, the final gets up to 80%; the refine
-    trials then train on a subset, so that two still fit."""
+    trials then train one epoch on a subset (each image once), so that two still fit."""
     plan = make_plan(1700.0, SLOW_CPU, recipe_epochs)
     final = plan.planned["final model and test"]
     assert final == pytest.approx(MAX_FINAL_SHARE * 1700.0)
-    assert plan.refine >= MIN_REFINE and plan.refine_fraction < 1
+    assert plan.refine >= MIN_REFINE and plan.refine_epochs == 1 and plan.refine_fraction < 1
     assert plan.coarse >= MIN_COARSE and plan.fraction < plan.refine_fraction
     assert 0.9 * 1700.0 <= sum(plan.planned.values()) <= 1.1 * 1700.0
+
+
+SHAPES = [(900.0, (3, 1.0)), (600.0, (2, 1.0)), (350.0, (1, 1.0)), (200.0, (1, 0.625))]
+
+
+@pytest.mark.parametrize(("seconds", "shape"), SHAPES)
+def test_refine_trials_shorten_to_whole_epochs_then_to_one_epoch_on_a_subset(seconds, shape):
+    """Two trials share `seconds`: 3 whole epochs while they fit, then fewer, then a subset."""
+    plan = make_plan(1700.0, FASHION, 12)
+    assert plan.shape(seconds, 2, REFINE_EPOCHS) == shape
 
 
 def test_a_roomy_budget_keeps_the_final_at_its_share_and_refines_on_all_the_data():

@@ -40,6 +40,7 @@ class StageSizes:
     coarse_samples: int = 0
     refine_samples: int = 0
     full: int = 0  # the recipe's own max_train_samples
+    refine_epochs: int = REFINE_EPOCHS
 
 
 def coarse_sweep(
@@ -57,7 +58,7 @@ def coarse_sweep(
              **short_warmup(training)}  # fmt: skip
     if sizes.coarse_samples:
         fixed["max_train_samples"] = {"value": sizes.coarse_samples}
-    refine = {"num_epochs": REFINE_EPOCHS, "run_cap": sizes.refine}  # around the best quarter
+    refine = {"num_epochs": sizes.refine_epochs, "run_cap": sizes.refine}  # around the top 25%
     if sizes.coarse_samples or sizes.refine_samples:  # refine: its own subset, or the recipe's
         refine["max_train_samples"] = sizes.refine_samples or sizes.full
     return {

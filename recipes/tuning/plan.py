@@ -19,9 +19,9 @@ from recipes.core.files import write_atomic
 FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run, at least
 MAX_FINAL_SHARE = 0.8  # and up to this when the recipe's own epochs need more than FINAL_SHARE
 COARSE_SHARE = 0.45  # of the search time; the rest goes to refinement
-REFINE_EPOCHS = 3  # a refine trial; the final model trains at least twice as long
+REFINE_EPOCHS = 3  # a refine trial at most; the final model trains at least twice as long
 MIN_COARSE = 6  # fewer coarse trials than this and the coarse trials train on a subset
-MIN_REFINE = 2  # fewer whole-data refine trials than this and they train on a subset
+MIN_REFINE = 2  # fewer refine trials than this and they train shorter, or on a subset
 MIN_FRACTION = 0.05  # the smallest subset of the training set a search trial uses
 PROBE_BATCHES = 8  # the timed run: two epochs of this many batches, each with an evaluation
 
@@ -35,10 +35,11 @@ class Plan:
     eval_seconds: float  # one validation pass
     train_size: int
     coarse: int  # coarse trials (1 epoch each)
-    refine: int  # refine trials (REFINE_EPOCHS each)
+    refine: int  # refine trials (refine_epochs each)
     fraction: float  # of the training set each coarse trial uses
     planned: dict[str, float]  # step -> seconds
     left: float = 0.0  # the budget left when planned
+    refine_epochs: int = REFINE_EPOCHS
     refine_fraction: float = 1.0  # of the training set each refine trial uses
 
     def fits(self) -> bool:
@@ -61,11 +62,17 @@ class Plan:
         """max_train_samples for a trial on `fraction` of the data (0: all)."""
         return 0 if fraction >= 1 else max(1, round(fraction * self.train_size))
 
-    def subset(self, seconds: float, trials: int, epochs: float) -> float:
-        """The fraction of the data on which `trials` runs of `epochs` fit in `seconds`."""
-        per_trial = seconds / trials - self.startup_seconds - epochs * self.eval_seconds
-        fraction = per_trial / max(epochs * self.epoch_seconds, 1e-9)
-        return min(1.0, max(MIN_FRACTION, math.floor(fraction * 1000) / 1000))
+    def shape(self, seconds: float, trials: int, longest: int) -> tuple[int, float]:
+        """Epochs and share of the data of each of `trials` runs that fit in `seconds`: whole
+        epochs (up to `longest`) while one fits, else one epoch on a subset, so that no image
+        is seen twice (a subset trained for epochs favours more regularisation than the
+        whole set needs)."""
+        per_trial = seconds / trials - self.startup_seconds
+        epochs = math.floor(per_trial / max(self.epoch_seconds + self.eval_seconds, 1e-9))
+        if epochs >= 1:
+            return min(epochs, longest), 1.0
+        fraction = (per_trial - self.eval_seconds) / max(self.epoch_seconds, 1e-9)
+        return 1, max(MIN_FRACTION, math.floor(fraction * 1000) / 1000)
 
 
 def time_run(recipe: str | None, config: RecipeConfig, folder: Path) -> dict[str, float]:
@@ -104,12 +111,10 @@ def make_plan(left: float, timing: dict[str, float], recipe_epochs: int = 0) -> 
     final = final_seconds(plan, left, recipe_epochs)
     search = max(left - final, 0.0)
     coarse_time, refine_time = COARSE_SHARE * search, (1 - COARSE_SHARE) * search
-    if refine_time / plan.trial_seconds(REFINE_EPOCHS) < MIN_REFINE:
-        plan.refine_fraction = plan.subset(refine_time, MIN_REFINE, REFINE_EPOCHS)
-    refine_trial = plan.trial_seconds(REFINE_EPOCHS, plan.refine_fraction)
+    plan.refine_epochs, plan.refine_fraction = plan.shape(refine_time, MIN_REFINE, REFINE_EPOCHS)
+    refine_trial = plan.trial_seconds(plan.refine_epochs, plan.refine_fraction)
     plan.refine = max(1, math.floor(refine_time / refine_trial))
-    if coarse_time / plan.trial_seconds(1) < MIN_COARSE:  # more, shorter trials on a subset
-        plan.fraction = plan.subset(coarse_time, MIN_COARSE, 1)
+    _, plan.fraction = plan.shape(coarse_time, MIN_COARSE, 1)  # more, shorter trials on a subset
     plan.coarse = max(2, math.floor(coarse_time / plan.trial_seconds(1, plan.fraction)))
     plan.planned = {
         "4 coarse search": plan.coarse * plan.trial_seconds(1, plan.fraction),

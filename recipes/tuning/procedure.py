@@ -24,7 +24,6 @@ from recipes.tuning.check_report import CHECKS_FILE
 from recipes.tuning.coarse import StageSizes, coarse_sweep, recipe_point
 from recipes.tuning.inputs import check_recipe
 from recipes.tuning.plan import (
-    REFINE_EPOCHS,
     Plan,
     load_plan,
     make_plan,
@@ -122,10 +121,10 @@ def plan_search(
         f"plan from a timed run: {plan.startup_seconds:.1f}s per run, {plan.epoch_seconds:.1f}s "
         f"per epoch of {plan.train_size} images, {plan.eval_seconds:.1f}s per evaluation -> "
         f"{plan.coarse} coarse trials on {plan.fraction:.0%} of the data, {plan.refine} refine "
-        f"trials of {REFINE_EPOCHS} epochs on {plan.refine_fraction:.0%}"
+        f"trials of {plan.refine_epochs} epoch(s) on {plan.refine_fraction:.0%}"
     )
     sizes = StageSizes(plan.coarse, plan.refine, plan.samples(plan.fraction),
-                       plan.samples(plan.refine_fraction), full)  # fmt: skip
+                       plan.samples(plan.refine_fraction), full, plan.refine_epochs)  # fmt: skip
     return sizes, plan
 
 
@@ -192,8 +191,8 @@ def search_stages(
     study = run_stage(spec, stage_folder, SweepOptions(qmc=True, first=(first,) if first else ()))
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
     clock.record("4 coarse search", started)
-    for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 -> again 6
-        cap, epochs = raw["refine"]["run_cap"], REFINE_EPOCHS * round_
+    for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
+        cap, epochs = raw["refine"]["run_cap"], raw["refine"]["num_epochs"] * round_
         spare = clock.left() - (plan.planned["final model and test"] if plan else 0.0)
         todo = min(cap, plan.trials_that_fit(spare, epochs, plan.refine_fraction)) if plan else cap
         if todo < cap:
