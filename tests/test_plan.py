@@ -90,17 +90,18 @@ def test_a_roomy_budget_keeps_the_final_at_its_share_and_refines_on_all_the_data
     assert plan.refine_fraction == 1.0 and plan.samples(plan.refine_fraction) == 0
 
 
-def trial(folder: Path, images: int, epochs: list[tuple[float, float]]) -> Path:
-    """A run folder as the engine writes it: (train seconds, eval seconds) per epoch."""
+def trial(folder: Path, images: int, epochs: list[tuple[float, float]]) -> dict:
+    """A finished trial as the engine writes its run folder and the sweep summary its row:
+    (train seconds, eval seconds) per epoch, a checkpoint of 1 s after each, 4 s of set-up."""
     folder.mkdir(parents=True)
-    at = 0.0
+    at = 4.0
     for i, (train, evaluation) in enumerate(epochs):
         at += train
         record = {"epoch": i + 1, "train_seconds": train, "eval_seconds": evaluation}
-        runs.append_jsonl(folder / runs.EPOCHS_FILE, {**record, "seconds": at})
-        at += evaluation + 1.0  # the checkpoint after the evaluation
+        runs.append_jsonl(folder / runs.EPOCHS_FILE, {**record, "seconds": at - 4.0})
+        at += evaluation + 1.0
     (folder / runs.RESULTS_FILE).write_text(json.dumps({"train_examples": images}))
-    return folder
+    return {"run_dir": str(folder), "seconds": at + 2.0}  # and 2 s to save the model
 
 
 def test_the_final_is_sized_from_the_trials_own_speed(tmp_path):
@@ -110,10 +111,11 @@ def test_the_final_is_sized_from_the_trials_own_speed(tmp_path):
     slow = [
         trial(tmp_path / "a", 5000, [(20.0, 5.0)]),
         trial(tmp_path / "b", 10000, [(40.0, 5.0), (40.0, 5.0), (40.0, 5.0)]),
-        tmp_path / "unfinished",
+        {"run_dir": str(tmp_path / "unfinished"), "seconds": None},
     ]
     speed = remeasured(plan, slow)
     assert speed.epoch_seconds == pytest.approx(0.004 * 55000)
     assert speed.eval_seconds == pytest.approx(6.0)  # the evaluation and the checkpoint after it
+    assert speed.startup_seconds == pytest.approx(7.0)  # set-up, last checkpoint, the model
     assert speed.affordable_epochs(1000.0) == 4 < plan.affordable_epochs(1000.0)
     assert remeasured(plan, []) == plan

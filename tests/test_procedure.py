@@ -12,6 +12,7 @@ import yaml
 from optuna.trial import TrialState
 
 from recipes.cli import main
+from recipes.tuning.champion import champion
 from tests.conftest import PYTHON, ROOT, run_cli
 from tests.kill_harness import run_with_kills
 
@@ -71,9 +72,9 @@ def test_search_trials_warm_up_briefly_and_the_final_model_as_the_recipe_says(tu
     assert yaml.safe_load((folder / "final" / "config.yaml").read_text())["warmup_epochs"] == 1.0
 
 
-def test_the_recipe_starts_the_search_and_the_coarse_best_starts_the_refine_stage(tuned) -> None:
+def test_the_recipe_starts_the_search_and_the_coarse_choice_starts_the_refine_stage(tuned):
     """Coarse trial 0 trains the recipe's own values (where the ranges hold them); refine trial
-    0 trains the best coarse values again for longer, beside the new points around them."""
+    0 trains the coarse stage's choice again for longer, beside the new points around it."""
     _, folder, _ = tuned
     ranges = yaml.safe_load((folder / "coarse.yaml").read_text())["parameters"]
     recipe = {"learning_rate": 3.0e-3, "weight_decay": 0.05}  # RECIPE's LR; the default decay
@@ -81,9 +82,14 @@ def test_the_recipe_starts_the_search_and_the_coarse_best_starts_the_refine_stag
     coarse = json.loads((folder / "coarse" / "summary.json").read_text())
     first = next(t for t in coarse["trials"] if t["trial"] == 0)
     assert held and {k: first[k] for k in held} == held
+    study = optuna.load_study(
+        study_name="coarse", storage=f"sqlite:///{folder / 'coarse' / 'optuna.db'}"
+    )
+    choice, _ = champion(study, held)
     refine = json.loads((folder / "coarse" / "refine" / "summary.json").read_text())
     promoted = next(t for t in refine["trials"] if t["trial"] == 0)
-    assert {k: promoted[k] for k in recipe} == coarse["best"]["values"]
+    assert {k: promoted[k] for k in recipe} == choice["values"]
+    assert "coarse: trial" in (folder / "report.md").read_text()  # the choice, and why
 
 
 def test_a_finished_tune_keeps_the_trials_records_but_not_their_weights(tuned) -> None:

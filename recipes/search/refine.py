@@ -150,11 +150,15 @@ def refine(
     folder: Path,
     args: SweepOptions,
     trials: int | None = None,
+    incumbent: dict[str, Any] | None = None,
 ):
     """Coarse to fine: a new W&B sweep file around the top trials, then run it here (`trials` of
-    its run_cap, as `wandb agent --count`, when given), the best trial's values first."""
+    its run_cap, as `wandb agent --count`, when given). Its first trial runs the `incumbent`
+    values (default: the best trial's) again, at the longer length."""
     options = spec.raw.get("refine") or {}
     top = top_values(spec, study, options.get("top_k"))
+    if incumbent is not None:  # the ranges hold it, and its place decides which edges move
+        top = [incumbent, *(values for values in top if values != incumbent)]
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
     refined = refine_sweep(spec, top, epochs)
     path = folder / "refine.yaml"

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 from recipes.core import runs
 from recipes.core.config import RecipeConfig, parse_config
@@ -124,30 +125,32 @@ def make_plan(left: float, timing: dict[str, float], recipe_epochs: int = 0) -> 
     return plan
 
 
-def epoch_costs(run_dir: Path) -> tuple[list[float], list[float]]:
-    """One finished run's seconds per training image and per evaluation (with the checkpoint
-    after it), epoch by epoch; empty for a run that did not finish."""
+def trial_costs(row: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:
+    """One finished trial (a sweep summary's row) in seconds: per training image and per
+    evaluation (with the checkpoint after it), epoch by epoch, and its fixed cost (its wall time
+    less its epochs'). Empty for a trial that did not finish."""
+    run_dir = Path(row.get("run_dir") or "")
     results = run_dir / runs.RESULTS_FILE
-    if not results.is_file():
-        return [], []
+    if not results.is_file() or not row.get("seconds"):
+        return [], [], []
     images = max(1, json.loads(results.read_text())["train_examples"])
     epochs = runs.read_jsonl(run_dir / runs.EPOCHS_FILE)
     per_image = [r["train_seconds"] / images for r in epochs]
     between = [b["seconds"] - a["seconds"] - b["train_seconds"] for a, b in pairwise(epochs)]
-    return per_image, between or [r.get("eval_seconds", 0.0) for r in epochs]
+    fixed = row["seconds"] - epochs[-1]["seconds"] - epochs[-1].get("eval_seconds", 0.0)
+    return per_image, between or [r.get("eval_seconds", 0.0) for r in epochs], [max(fixed, 0.0)]
 
 
-def remeasured(plan: Plan, run_dirs: Iterable[Path]) -> Plan:
-    """The plan's costs measured again on the search trials, which ran as the final model will:
-    medians over all their epochs (the timed run's few batches can be far off)."""
-    per_image, per_eval = [], []
-    for run_dir in run_dirs:
-        images, evals = epoch_costs(run_dir)
-        per_image, per_eval = per_image + images, per_eval + evals
+def remeasured(plan: Plan, rows: Iterable[dict[str, Any]]) -> Plan:
+    """The plan's costs measured again on finished search trials, which ran as the later ones
+    and the final model will: medians over their epochs and runs (the timed run's few batches
+    can be far off, and a sweep trial costs more than a bare run)."""
+    costs = [trial_costs(row) for row in rows]
+    per_image, per_eval, fixed = ([x for c in costs for x in c[i]] for i in range(3))
     if not per_image:
         return plan
-    epoch, evaluation = median(per_image) * plan.train_size, median(per_eval)
-    return replace(plan, epoch_seconds=epoch, eval_seconds=evaluation)
+    return replace(plan, epoch_seconds=median(per_image) * plan.train_size,
+                   eval_seconds=median(per_eval), startup_seconds=median(fixed))  # fmt: skip
 
 
 def save_plan(folder: Path, plan: Plan) -> None:

@@ -20,10 +20,12 @@ from recipes.core.locks import folder_lock
 from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
 from recipes.tuning.budget import Budget, Clock
+from recipes.tuning.champion import champion
 from recipes.tuning.check_report import CHECKS_FILE
 from recipes.tuning.coarse import StageSizes, coarse_sweep, recipe_point
 from recipes.tuning.inputs import check_recipe
 from recipes.tuning.plan import (
+    MIN_REFINE,
     Plan,
     load_plan,
     make_plan,
@@ -130,19 +132,17 @@ def plan_search(
 
 @dataclass
 class Stage:
-    """One sweep of the procedure (coarse, refine, refine again) and its summary."""
+    """One sweep of the procedure (coarse, refine, refine again), its summary and its choice."""
 
     name: str
     folder: Path
     summary: dict
+    champion: dict  # the values it hands on (see champion.py), as the summary's `best`
 
 
-def best_of(stages: list[Stage]) -> dict:
-    """The best finished trial over all stages (metric: validation accuracy)."""
-    found = [s.summary["best"] for s in stages if s.summary.get("best")]
-    if not found:
-        raise RecipeError("no trial finished; see the trial tables in the tune folder")
-    return max(found, key=lambda b: b["value"])
+def finished_rows(stages: list[Stage]) -> list[dict]:
+    """Every finished trial's summary row, for timing the trials still to come."""
+    return [r for s in stages for r in s.summary["trials"] if r["state"] == "complete"]
 
 
 def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
@@ -175,11 +175,33 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
     return members
 
 
+def refine_trials(
+    refine: dict, round_: int, stages: list[Stage], clock: Clock, plan: Plan | None, notes: list
+) -> int:
+    """Refine trials to run: all of run_cap for a budget in trials; else those that fit beside
+    the final model's time at the speed the trials so far ran, and none when fewer than two
+    fit (a lone trial would re-run the incumbent and compare it with nothing)."""
+    cap, epochs = refine["run_cap"], refine["num_epochs"] * round_  # the coarse file's options
+    if plan is None:
+        return cap
+    spare = clock.left() - plan.planned["final model and test"]
+    speed = remeasured(plan, finished_rows(stages))
+    todo = min(cap, speed.trials_that_fit(spare, epochs, plan.refine_fraction))
+    if todo < cap:
+        notes.append(f"refine round {round_}: {todo} of {cap} trials of {epochs} epochs fit the "
+                     f"{max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
+    if todo < MIN_REFINE:
+        notes.append(f"refine round {round_} skipped: it takes {MIN_REFINE} trials to compare "
+                     "the incumbent with anything; its time goes to the final model")  # fmt: skip
+        return 0
+    return todo
+
+
 def search_stages(
     raw: dict, first: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
 ) -> list[Stage]:
-    """Steps 4, 5, 6 and 7: coarse (`first`: its first trial's values), refine, read the best
-    run's curves, refine again if asked."""
+    """Steps 4, 5, 6 and 7: coarse (`first`: its first trial's values), refine around the
+    stage's choice, read the chosen run's curves, refine again if they ask."""
     from recipes.search.engine import SweepOptions, run_stage
     from recipes.search.refine import refine
     from recipes.search.report import summarize
@@ -189,33 +211,32 @@ def search_stages(
     spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
     started = time.perf_counter()
     study = run_stage(spec, stage_folder, SweepOptions(qmc=True, first=(first,) if first else ()))
-    stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder)))
+    choice, why = champion(study, first)
+    stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
+    notes.append(f"coarse: {why}")
     clock.record("4 coarse search", started)
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
-        cap, epochs = raw["refine"]["run_cap"], raw["refine"]["num_epochs"] * round_
-        spare = clock.left() - (plan.planned["final model and test"] if plan else 0.0)
-        todo = min(cap, plan.trials_that_fit(spare, epochs, plan.refine_fraction)) if plan else cap
-        if todo < cap:
-            notes.append(f"refine round {round_}: {todo} of {cap} trials of {epochs} epochs fit "
-                         f"the {max(spare, 0):.0f}s left beside the final model's")  # fmt: skip
+        todo = refine_trials(raw["refine"], round_, stages, clock, plan, notes)
         if todo < 1:
             break
         started = time.perf_counter()
-        spec, study = refine(spec, study, stage_folder, SweepOptions(qmc=True), todo)
+        options = SweepOptions(qmc=True)
+        spec, study = refine(spec, study, stage_folder, options, todo, choice["values"])
         stage_folder = stage_folder / "refine"
-        stages.append(Stage(f"refine {round_}", stage_folder,
-                            summarize(spec, study, stage_folder)))  # fmt: skip
+        choice, why = champion(study, choice["values"])
+        summary = summarize(spec, study, stage_folder)
+        stages.append(Stage(f"refine {round_}", stage_folder, summary, choice))
+        notes.append(f"refine round {round_}: {why}")
         clock.record(f"5 refine (round {round_})", started)
-        best = stages[-1].summary.get("best")
-        findings = diagnose(load_history(best["run_dir"])) if best else []
-        stages[-1].summary["findings"] = [str(f) for f in findings]
+        findings = diagnose(load_history(choice["run_dir"]))
+        summary["findings"] = [str(f) for f in findings]
         longer = [f.rule for f in findings if f.rule in LONGER]
         if not longer or clock.budget.trials is not None:
             why = "the budget is in trials" if longer else "the curves ask for nothing more"
             notes.append(f"after refine round {round_}: stop searching ({why})")
             break
         notes.append(f"after refine round {round_}: {', '.join(longer)} -> back to step 5, "
-                     "around the best trials, trained twice as long")  # fmt: skip
+                     "around the chosen values, trained twice as long")  # fmt: skip
     return stages
 
 
@@ -254,13 +275,13 @@ def procedure(
     notes.append(f"coarse trial 0: the recipe's own values {first}" if first else
                  "the recipe's own values lie outside the coarse ranges")  # fmt: skip
     stages = search_stages(raw, first, folder, clock, notes, plan)
-    best = best_of(stages)
+    best = stages[-1].champion
     started = time.perf_counter()
-    print(f"final model: the best trial ({best['value']:.4f}) trained longer", flush=True)
+    print(f"final model: the chosen trial ({best['value']:.4f}) trained longer", flush=True)
     epochs = 2 * best["epochs"]
     trials = trial_folders(s.folder for s in stages)
     if plan:  # all the budget left affords (less the test pass), never fewer than the best trial
-        speed = remeasured(plan, trials)  # as fast as the trials ran, not the timed run
+        speed = remeasured(plan, finished_rows(stages))  # as the trials ran, not the timed run
         epochs = max(best["epochs"], speed.affordable_epochs(clock.left() - speed.eval_seconds))
         notes.append(
             f"final model: {epochs} epochs, {speed.epoch_seconds:.1f}s each as the search trials "

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recipes.core.report import Section, write_report
+from recipes.tuning.champion import Z
 from recipes.tuning.plan import load_plan
 
 if TYPE_CHECKING:
@@ -18,9 +19,9 @@ def refine_rule() -> str:
 
     limits = ", ".join(f"{name} [{low:g}, {high:g}]" for name, (low, high) in LIMITS.items())
     return (
-        "Ranges narrowed around the best quarter of the trials before (at least 2), inside "
-        "their range; an edge moves out (at most a decade on a log scale) only when the best "
-        f"value lies on it; hard limits: {limits}."
+        "Ranges narrowed around the values chosen before and the best quarter of the trials "
+        "before (at least 2), inside their range; an edge moves out (at most a decade on a log "
+        f"scale) only when the chosen value lies on it; hard limits: {limits}."
     )
 
 
@@ -32,20 +33,21 @@ def trial_table(summary: dict, limit: int = 10) -> list[dict]:
 
 
 def stage_section(stage: Stage) -> Section:
-    """A sweep stage: its best trial, warnings, the curves' diagnosis, table and plots."""
-    s, best = stage.summary, stage.summary.get("best")
+    """A sweep stage: its choice, warnings, the curves' diagnosis, table and plots."""
+    s, chosen = stage.summary, stage.champion
     step = "Step 4: coarse search" if stage.name == "coarse" else f"Step 5: {stage.name}"
     text = [f"{len(s['trials'])} trials, metric {s['metric']} ({s['goal']})."]
     images = [stage.folder / "metric_vs_params.png", stage.folder / "history.png"]
-    if best:
-        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in best["values"].items())  # fmt: skip
-        text.append(f"Best: trial {best['trial']}, {s['metric']} {best['value']:.4f} ({values}).")
-        images.append(Path(best["run_dir"]) / "curves.png")
+    values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in chosen["values"].items())  # fmt: skip
+    text.append(f"Chosen: trial {chosen['trial']}, {s['metric']} {chosen['value']:.4f} "
+                f"({values}); trial 0 ran the values to beat, and a better trial is chosen "
+                f"only when it leads by {Z:g} standard errors of the difference.")  # fmt: skip
+    images.append(Path(chosen["run_dir"]) / "curves.png")
     if stage.name != "coarse":
         text.append(refine_rule())
     text += [f"Warning: {w}" for w in s.get("warnings", [])]
-    text += [f"Step 6, learning curves of the best trial: {f}" for f in s.get("findings", [])]
+    text += [f"Step 6, learning curves of the chosen trial: {f}" for f in s.get("findings", [])]
     return Section(step, text, [trial_table(s)], images)
 
 
@@ -69,7 +71,7 @@ def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
         table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
                  for name, m in scores.items()]  # fmt: skip
         text = [
-            "The best trial's arguments (the recipe's own warmup), trained for as many epochs "
+            "The chosen trial's arguments (the recipe's own warmup), trained for as many epochs "
             "as the budget left affords (a budget in trials: twice the best trial's); test "
             "split, never searched on."
         ]
