@@ -146,16 +146,10 @@ def finished_rows(stages: list[Stage]) -> list[dict]:
 
 
 def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
-    """The best trial's arguments, trained longer into the tune folder's `final/`."""
-    own = (
-        "--output_dir=",
-        "--run_name=",
-        "--wandb_group=",
-        "--num_epochs=",
-        "--max_train_samples=",
-        "--warmup_epochs=",  # a short run's warmup; the final has the recipe's own
-        "--warmup_steps=",
-    )
+    """The best trial's arguments, trained longer into the tune folder's `final/` on all the
+    data, with the recipe's own warmup rather than a short trial's."""
+    own = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=",
+           "--max_train_samples=", "--warmup_epochs=", "--warmup_steps=")  # fmt: skip
     kept = [a for a in best["args"] if not a.startswith(own)]
     return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
 
