@@ -16,7 +16,7 @@ from recipes.core.files import write_atomic
 from recipes.search.hyperband_plot import plot_hyperband
 from recipes.search.params import is_log
 from recipes.search.spec import SweepSpec
-from recipes.search.trial import SKIPPED
+from recipes.search.trial import SKIPPED, as_best
 
 
 def trial_rows(spec: SweepSpec, study: optuna.Study) -> list[dict[str, Any]]:
@@ -146,7 +146,7 @@ def summarize(spec: SweepSpec, study: optuna.Study, folder: Path) -> dict[str, A
     }
     if any(r["state"] == "complete" for r in rows):
         best = study.best_trial
-        summary["best"] = {"trial": best.number, "value": best.value, **best.user_attrs}
+        summary["best"] = as_best(best)
         summary["warnings"] = edge_warnings(spec, best.user_attrs["values"])
         summary["plots"] = [str(p) for p in plot_sweep(spec, rows, folder)]
         if spec.hyperband:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial
 
 from recipes.core.config import parse_config
 from recipes.core.errors import Interrupted
@@ -18,6 +18,11 @@ from recipes.search.params import Param
 from recipes.search.spec import SweepSpec, trial_args
 
 SKIPPED = "skipped"  # user attribute of a trial numbered after the budget ran out; never run
+
+
+def as_best(trial: FrozenTrial) -> dict[str, Any]:
+    """A finished trial as a sweep summary's `best`: its number, metric and what it recorded."""
+    return {"trial": trial.number, "value": trial.value, **trial.user_attrs}
 
 
 def suggest(trial: Trial, param: Param) -> Any:

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from recipes.core import runs
 from recipes.core.errors import RecipeError
+from recipes.search.trial import as_best
 
 Z = 2.0  # standard errors of the difference that a challenger must clear
 
@@ -29,11 +30,6 @@ def difference_error(a: float, b: float, n: int) -> float:
     """One standard error of the difference of two accuracies on the same n images, taken as
     independent (an overestimate: two models' mistakes are correlated)."""
     return math.sqrt((a * (1 - a) + b * (1 - b)) / n) if n else 0.0
-
-
-def as_best(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial in the form of a sweep summary's `best`."""
-    return {"trial": trial.number, "value": trial.value, **trial.user_attrs}
 
 
 def ran(trial: FrozenTrial, values: dict[str, Any]) -> bool:
