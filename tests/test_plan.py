@@ -119,3 +119,12 @@ def test_the_final_is_sized_from_the_trials_own_speed(tmp_path):
     assert speed.startup_seconds == pytest.approx(7.0)  # set-up, last checkpoint, the model
     assert speed.affordable_epochs(1000.0) == 4 < plan.affordable_epochs(1000.0)
     assert remeasured(plan, []) == plan
+
+
+def test_a_row_without_a_run_folder_is_not_timed(tmp_path, monkeypatch):
+    """A row that names no run folder adds nothing, even where the working directory holds the
+    files of a run."""
+    plan = make_plan(1700.0, FASHION, 12)
+    row = trial(tmp_path / "here", 100, [(40.0, 5.0)])
+    monkeypatch.chdir(tmp_path / "here")
+    assert remeasured(plan, [{"run_dir": None, "seconds": row["seconds"]}]) == plan

@@ -129,9 +129,11 @@ def trial_costs(row: dict[str, Any]) -> tuple[list[float], list[float], list[flo
     """One finished trial (a sweep summary's row) in seconds: per training image and per
     evaluation (with the checkpoint after it), epoch by epoch, and its fixed cost (its wall time
     less its epochs'). Empty for a trial that did not finish."""
-    run_dir = Path(row.get("run_dir") or "")
+    if not row.get("run_dir") or not row.get("seconds"):
+        return [], [], []
+    run_dir = Path(row["run_dir"])
     results = run_dir / runs.RESULTS_FILE
-    if not results.is_file() or not row.get("seconds"):
+    if not results.is_file():
         return [], [], []
     images = max(1, json.loads(results.read_text())["train_examples"])
     epochs = runs.read_jsonl(run_dir / runs.EPOCHS_FILE)
