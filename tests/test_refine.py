@@ -79,3 +79,19 @@ def test_refinement_uses_the_best_quarter_and_at_least_two():
         trial.set_user_attr("values", point(1e-3, 1e-4))
         small.tell(trial, i)
     assert len(top_values(spec, small, None)) == 2
+
+
+def test_the_incumbent_leads_the_top_trials_once_and_its_edge_moves():
+    """Refine centres on the values chosen before, even when a trial beat them by noise: they
+    come first, once, and a chosen value on the coarse edge moves that edge."""
+    spec = build_spec(COARSE, "coarse")
+    study = optuna.create_study(direction="maximize")
+    incumbent = point(1e-4, 1e-3)
+    for i, values in enumerate([point(1e-2, 1e-3), incumbent, point(3e-3, 1e-3)]):
+        trial = study.ask()
+        trial.set_user_attr("values", values)
+        study.tell(trial, [0.8, 0.79, 0.7][i])
+    top = top_values(spec, study, None, incumbent)
+    assert top == [incumbent, point(1e-2, 1e-3)]
+    assert top_values(spec, study, None)[0] == point(1e-2, 1e-3)
+    assert refined(COARSE, top)["learning_rate"]["min"] < 1e-4

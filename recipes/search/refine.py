@@ -116,16 +116,20 @@ def refine_sweep(spec: SweepSpec, top: list[dict[str, Any]], num_epochs: int) ->
     return refined
 
 
-def top_values(spec: SweepSpec, study: optuna.Study, k: int | None) -> list[dict[str, Any]]:
+def top_values(
+    spec: SweepSpec, study: optuna.Study, k: int | None, incumbent: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The values of the best k finished trials, best first; k defaults to the best quarter
-    (at least 2)."""
+    (at least 2). The `incumbent`'s values, when given, go first: the ranges hold them, and
+    their place decides which edges move."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
         raise RecipeError(
             f"refine: no trial of {spec.name} finished, so there is nothing to refine around"
         )
     done.sort(key=lambda t: t.value, reverse=spec.goal == "maximize")
-    return [t.user_attrs["values"] for t in done[: k or max(2, math.ceil(len(done) / 4))]]
+    top = [t.user_attrs["values"] for t in done[: k or max(2, math.ceil(len(done) / 4))]]
+    return top if incumbent is None else [incumbent, *(v for v in top if v != incumbent)]
 
 
 def takes(param: Param, value: Any) -> bool:
@@ -156,9 +160,7 @@ def refine(
     its run_cap, as `wandb agent --count`, when given). Its first trial runs the `incumbent`
     values (default: the best trial's) again, at the longer length."""
     options = spec.raw.get("refine") or {}
-    top = top_values(spec, study, options.get("top_k"))
-    if incumbent is not None:  # the ranges hold it, and its place decides which edges move
-        top = [incumbent, *(values for values in top if values != incumbent)]
+    top = top_values(spec, study, options.get("top_k"), incumbent)
     epochs = parse_config(spec.recipe, trial_args(spec, top[0])).training.num_epochs * 2
     refined = refine_sweep(spec, top, epochs)
     path = folder / "refine.yaml"
