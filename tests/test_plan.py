@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from recipes.core import runs
+from recipes.tuning.budget import Budget, Clock
 from recipes.tuning.plan import (
     FINAL_SHARE,
     MAX_FINAL_SHARE,
@@ -17,6 +18,7 @@ from recipes.tuning.plan import (
     make_plan,
     remeasured,
 )
+from recipes.tuning.procedure import refine_trials
 
 # seconds per run, per training example, per evaluation; training-set size
 FAST_CPU = {"startup": 4.0, "per_example": 0.004, "eval": 0.5, "train_size": 1257}  # digits
@@ -128,3 +130,16 @@ def test_a_row_without_a_run_folder_is_not_timed(tmp_path, monkeypatch):
     row = trial(tmp_path / "here", 100, [(40.0, 5.0)])
     monkeypatch.chdir(tmp_path / "here")
     assert remeasured(plan, [{"run_dir": None, "seconds": row["seconds"]}]) == plan
+
+
+@pytest.mark.parametrize("fit, todo", [(1, 0), (2, 2), (3, 3), (9, 4)])
+def test_refine_runs_the_trials_that_fit_and_none_when_one_would_run_alone(tmp_path, fit, todo):
+    """A lone refine trial would re-run the incumbent and compare it with nothing: its time goes
+    to the final model. Two or more run, up to the refine file's run_cap."""
+    plan = make_plan(1700.0, SLOW_CPU, 12)
+    one = plan.trial_seconds(plan.refine_epochs, plan.refine_fraction)
+    clock, notes = Clock(tmp_path, Budget.parse("30m")), []
+    clock.steps["spent"] = 1800.0 - plan.planned["final model and test"] - (fit + 0.5) * one
+    refine = {"run_cap": 4, "num_epochs": plan.refine_epochs}
+    assert refine_trials(refine, 1, [], clock, plan, notes) == todo
+    assert any("skipped" in n for n in notes) == (todo == 0)
