@@ -2,8 +2,8 @@
 
 Four arms, each a real command, scored on the test split:
   tune      `recipes tune RECIPE --budget B` (checks, measured plan, coarse, refine, final)
-  defaults  the recipe as it stands, one run of as many epochs as B affords
-  random    plain random search, `--trials` runs of the epochs B / trials affords
+  defaults  the recipe as it stands, one run of as many updates as B affords
+  random    plain random search, `--trials` runs of the updates B / trials affords
   tpe       the same with Optuna TPE (`method: bayes`)
 The plain searches cover learning rate (1e-4 to 0.1) and weight decay (1e-5 to 0.1), both
 log-uniform, and report their best trial by validation accuracy, as a user would. How many
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -38,7 +39,7 @@ from recipes.ensembles.ensemble import score_saved  # noqa: E402
 from recipes.search.refine import LIMITS  # noqa: E402
 from recipes.tuning.budget import Budget  # noqa: E402
 from recipes.tuning.coarse import command, short_warmup  # noqa: E402
-from recipes.tuning.plan import make_plan, time_run  # noqa: E402
+from recipes.tuning.plan import final_length, make_plan, time_run  # noqa: E402
 
 ARMS = ("tune", "defaults", "random", "tpe")
 METHODS = {"random": "random", "tpe": "bayes"}  # a plain-search arm -> its sweep method
@@ -49,24 +50,29 @@ SPACE = {
 GRACE = 1.25  # an arm still running at this many budgets is stopped (Ctrl-C; trials are kept)
 
 
-def affordable_epochs(args: argparse.Namespace, seconds: float, work: Path) -> int:
-    """Whole epochs of the recipe that fit in `seconds`: at `--epoch_seconds` (an epoch with its
-    evaluation, measured in the arms' conditions), else from one timed run (kept in `work`)."""
+def affordable_length(args: argparse.Namespace, seconds: float, work: Path) -> tuple[int, int]:
+    """Epochs and updates (max_steps) of the recipe that fit in `seconds`, by the rule the tune's
+    final model follows: at `--epoch_seconds` (an epoch with its evaluation, measured in the
+    arms' conditions), else from one timed run (kept in `work`)."""
     saved = work / "timing.json"
+    config = parse_config(args.recipe, ["--report_to=none"])
     if not saved.is_file():
-        config = parse_config(args.recipe, ["--report_to=none"])
         saved.write_text(json.dumps(time_run(args.recipe, config, work / "timing")))
-    timing = json.loads(saved.read_text())
+    plan = make_plan(seconds, json.loads(saved.read_text()))
     if args.epoch_seconds:
-        return max(1, int((seconds - timing["startup"]) // args.epoch_seconds))
-    return make_plan(seconds, timing).affordable_epochs(seconds)
+        plan = replace(plan, epoch_seconds=args.epoch_seconds - plan.eval_seconds)
+    return final_length(plan, seconds, config.training, 1)
 
 
-def sweep_file(recipe: str | None, method: str, trials: int, epochs: int, path: Path) -> Path:
-    """A plain W&B sweep over the space, each trial `epochs` long (with the tune's short warmup
-    when the recipe's own would not fit in a trial)."""
+def sweep_file(
+    recipe: str | None, method: str, trials: int, length: tuple[int, int], path: Path
+) -> Path:
+    """A plain W&B sweep over the space, each trial `length` (epochs, updates) long (with the
+    tune's short warmup when the recipe's own would not fit in a trial)."""
     training = parse_config(recipe, ["--report_to=none"]).training
-    fixed = {"num_epochs": {"value": epochs}, "report_to": {"value": "none"}}
+    epochs, steps = length
+    fixed = {"num_epochs": {"value": epochs}, "max_steps": {"value": steps},
+             "report_to": {"value": "none"}}  # fmt: skip
     if training.warmup_epochs >= epochs:
         fixed.update(short_warmup(training))
     raw = {
@@ -89,11 +95,12 @@ def arm_command(arm: str, recipe: str | None, args: argparse.Namespace, work: Pa
         return [*base, "tune", *own, "--budget", args.budget, f"--output_dir={folder}"]
     seconds = Budget.parse(args.budget).seconds
     if arm == "defaults":
-        epochs = affordable_epochs(args, seconds, work)
-        return [*base, "train", *own, f"--num_epochs={epochs}", f"--output_dir={folder}",
+        epochs, steps = affordable_length(args, seconds, work)
+        length = [f"--num_epochs={epochs}", f"--max_steps={steps}"]
+        return [*base, "train", *own, *length, f"--output_dir={folder}",
                 "--overwrite_output_dir=True", "--report_to=none"]  # fmt: skip
-    epochs = affordable_epochs(args, seconds / args.trials, work)
-    path = sweep_file(recipe, METHODS[arm], args.trials, epochs, work / f"{arm}.yaml")
+    length = affordable_length(args, seconds / args.trials, work)
+    path = sweep_file(recipe, METHODS[arm], args.trials, length, work / f"{arm}.yaml")
     return [*base, "sweep", str(path), f"--output_dir={folder}", f"--seed={args.seed}"]
 
 
@@ -200,7 +207,7 @@ def main() -> None:
     name = parse_config(args.recipe, []).data.dataset
     work = Path(args.work) / f"{name}-{args.budget}"
     work.mkdir(parents=True, exist_ok=True)
-    affordable_epochs(args, 60.0, work)  # time it before the arms start
+    affordable_length(args, 60.0, work)  # time it before the arms start
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(lambda arm: one_arm(arm, args.recipe, args, work), args.arms))
     tune = work / "tune"

@@ -89,6 +89,22 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, mid_ep
     assert lrs == [r["lr"] for r in runs.read_jsonl(tmp_path / "done" / runs.STEPS_FILE)]
 
 
+def test_max_steps_ends_the_last_epoch_part_way_and_resumes_there(tmp_path: Path) -> None:
+    """As transformers' max_steps: it overrides num_epochs, the schedule ends at its last update,
+    the part-way epoch is evaluated like any other, and a run killed inside it ends the same."""
+    args = [*FAST, *SMALL, "--num_epochs", "5", "--max_steps", "12", "--augment", "false"]
+    args += ["--save_steps", "10", "--save_total_limit", "10"]
+    done = train(parse_config(None, [*args, "--output_dir", str(tmp_path / "done")]))
+    assert (done["steps"], done["epochs"], done["stopped_early"]) == (12, 2, False)
+    epochs = runs.read_jsonl(tmp_path / "done" / runs.EPOCHS_FILE)
+    assert [r["step"] for r in epochs] == [8, 12] and "train_eval_accuracy" in epochs[-1]
+    assert epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine's end, not epoch 5's
+    copy_interrupted(tmp_path / "done", tmp_path / "resumed", 10)
+    resumed = train(parse_config(None, [*args, "--output_dir", str(tmp_path / "resumed")]))
+    assert resumed["steps"] == 12
+    assert_same_weights(tmp_path / "done", tmp_path / "resumed")
+
+
 def test_finished_run_folder_is_reused_and_another_recipe_refused(tmp_path: Path) -> None:
     args = [*FAST, *SMALL, "--output_dir", str(tmp_path / "run")]
     first = train(parse_config(None, args))

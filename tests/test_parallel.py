@@ -175,9 +175,11 @@ def test_two_machines_on_one_host(reference: Path, runs_dir: Path):
 
 
 def test_pipeline_two_stages_follows_single_process(reference: Path, runs_dir: Path):
+    """And max_steps (the reference's 4 updates) ends it, whatever num_epochs says."""
     out = runs_dir / "pipe2"
     ok(torchrun(2, out, "--per_device_train_batch_size", "32", "--parallel", "pipeline",
-                "--pipeline_stages", "2", "--micro_batches", "4"))  # fmt: skip
+                "--pipeline_stages", "2", "--micro_batches", "4",
+                "--num_epochs", "3", "--max_steps", "4"))  # fmt: skip
     assert losses(out) == pytest.approx(losses(reference), rel=1e-5)
     assert max_difference(weights(out), weights(reference)) < 1e-5
     results = json.loads((out / "results.json").read_text())

@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 from recipes.core import runs
+from recipes.core.config import parse_config
 from recipes.tuning.budget import Budget, Clock
+from recipes.tuning.final import final_config
 from recipes.tuning.plan import (
+    AFTER_TRAINING,
     FINAL_SHARE,
     MAX_FINAL_SHARE,
     MIN_COARSE,
     MIN_REFINE,
     REFINE_EPOCHS,
+    final_length,
     make_plan,
     remeasured,
 )
@@ -51,7 +55,7 @@ def test_the_final_model_gets_the_larger_part_of_the_budget(timing):
     plan = make_plan(1700.0, timing)
     final = plan.planned["final model and test"]
     assert final >= FINAL_SHARE * 1700.0 > sum(plan.planned.values()) - final
-    assert plan.affordable_epochs(final) > 2 * REFINE_EPOCHS
+    assert plan.affordable_updates(final, 100) > 2 * REFINE_EPOCHS * 100
 
 
 def test_refine_runs_the_trials_that_fit_rather_than_none():
@@ -119,7 +123,7 @@ def test_the_final_is_sized_from_the_trials_own_speed(tmp_path):
     assert speed.epoch_seconds == pytest.approx(0.004 * 55000)
     assert speed.eval_seconds == pytest.approx(6.0)  # the evaluation and the checkpoint after it
     assert speed.startup_seconds == pytest.approx(7.0)  # set-up, last checkpoint, the model
-    assert speed.affordable_epochs(1000.0) == 4 < plan.affordable_epochs(1000.0)
+    assert speed.affordable_updates(1000.0, 100) == 437 < plan.affordable_updates(1000.0, 100)
     assert remeasured(plan, []) == plan
 
 
@@ -143,3 +147,39 @@ def test_refine_runs_the_trials_that_fit_and_none_when_one_would_run_alone(tmp_p
     refine = {"run_cap": 4, "num_epochs": plan.refine_epochs}
     assert refine_trials(refine, 1, [], clock, plan, notes) == todo
     assert any("skipped" in n for n in notes) == (todo == 0)
+
+
+@pytest.mark.parametrize("seconds", [400.0, 1000.0, 1500.0])
+def test_the_final_spends_what_is_left_and_stops_its_last_epoch_part_way(seconds):
+    """Whole epochs leave up to one epoch unspent; the updates of part of one more fill it,
+    beside that epoch's evaluation and the passes after training."""
+    plan = make_plan(1700.0, FASHION, 12)
+    t = parse_config(None, ["--per_device_train_batch_size", "128"]).training
+    epochs, steps = final_length(plan, seconds, t, 1)
+    per_epoch = 430  # 55000 images in batches of 128
+    assert epochs == -(-steps // per_epoch) and steps % per_epoch != 0
+
+    def cost(updates: int) -> float:
+        passes = -(-updates // per_epoch) + AFTER_TRAINING
+        return plan.startup_seconds + updates / per_epoch * plan.epoch_seconds + passes * 6.0
+
+    assert cost(steps) <= seconds < cost(steps + 1) + 6.0  # one more update, or its evaluation
+
+
+def test_the_final_never_trains_fewer_epochs_than_the_chosen_trial():
+    t = parse_config(None, ["--per_device_train_batch_size", "128"]).training
+    assert final_length(make_plan(1700.0, FASHION, 12), 50.0, t, 2) == (2, 860)
+
+
+def test_the_final_trains_the_chosen_values_on_all_the_data_for_the_updates_left(tmp_path):
+    """Under a budget in trials it trains twice the chosen trial's epochs instead."""
+    best = {"args": ["--learning_rate=0.01", "--num_epochs=1", "--max_train_samples=300",
+                     "--output_dir=elsewhere"], "epochs": 1}  # fmt: skip
+    speed = make_plan(300.0, FAST_CPU)
+    config = final_config(None, best, tmp_path, speed, 200.0)
+    t = config.training
+    assert t.learning_rate == 0.01 and config.data.max_train_samples == 0
+    assert (t.num_epochs, t.max_steps) == final_length(speed, 200.0, t, 1)
+    assert t.max_steps % 20 != 0 and t.output_dir == str(tmp_path / "final")  # 20 updates/epoch
+    counted = final_config(None, best, tmp_path, None, 200.0).training
+    assert (counted.num_epochs, counted.max_steps) == (2, 0)

@@ -73,7 +73,8 @@ def reference(runs_dir: Path):
 
 @pytest.fixture(scope="module")
 def tensor_run(runs_dir: Path):
-    """2 tensor-parallel ranks, batch 32, for each model (run once, shared by the tests)."""
+    """2 tensor-parallel ranks, batch 32, for each model (run once, shared by the tests); ended
+    by max_steps at the reference's 4 updates, whatever num_epochs says."""
     made: dict[str, Path] = {}
 
     def run(model: str) -> Path:
@@ -81,7 +82,8 @@ def tensor_run(runs_dir: Path):
         if model not in made:
             out = runs_dir / f"tp2-{model}"
             torchrun(2, out, *SAME_RUN, *TENSOR, "--model_name", model,
-                     "--per_device_train_batch_size", "32")  # fmt: skip
+                     "--per_device_train_batch_size", "32", "--num_epochs", "3",
+                     "--max_steps", "4")  # fmt: skip
             made[model] = out
         return made[model]
 

@@ -65,6 +65,13 @@ def probe(work: Path, source: Path) -> tuple:
     return config, run_recipe(config)
 
 
+def test_max_steps_on_the_probe_fast_path_is_refused(tmp_path: Path, source: Path):
+    """The fast path fits the head epoch by epoch on cached features: updates are not its unit."""
+    args = target_args(tmp_path, source, "probe", "--mode", "linear_probe", "--max_steps", "5")
+    with pytest.raises(RecipeError, match="max_steps: 5 counts updates.*set num_epochs instead"):
+        run_recipe(parse_config(None, args))
+
+
 def test_classes_are_kept_relabelled_and_subsampled_per_class():
     data = load_image_data(parse_config(None, [*TARGET, "--train_per_class", "5"]).data)
     assert data.label_names == ["5", "6", "7", "8", "9"]

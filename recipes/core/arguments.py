@@ -120,6 +120,9 @@ class TrainingArguments:
     )
     seed: int = 42
     num_epochs: int = 10
+    max_steps: int = field(
+        default=0, metadata={"help": "updates to make, overriding num_epochs (0: off)"}
+    )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 256
     gradient_accumulation_steps: int = 1

@@ -49,6 +49,7 @@ BOUNDS: dict[str, tuple[Bound, str]] = {
     "probe_epochs": (NON_NEGATIVE, "0"),
     "seed": (NON_NEGATIVE, "42"),
     "num_epochs": (COUNT, "10"),
+    "max_steps": (NON_NEGATIVE, "0 (num_epochs' worth)"),
     "per_device_train_batch_size": (COUNT, "64"),
     "per_device_eval_batch_size": (COUNT, "256"),
     "gradient_accumulation_steps": (COUNT, "1"),

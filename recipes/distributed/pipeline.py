@@ -211,6 +211,8 @@ def train_epoch(pipe: Pipe, epoch: int) -> None:
             if pipe.is_main:
                 runs.append_jsonl(pipe.run_dir / runs.STEPS_FILE, record)
             window = []
+        if state["step"] >= pipe.plan.total:  # max_steps ends the last epoch part-way
+            break
 
 
 def end_epoch(pipe: Pipe, epoch: int, seconds: float) -> dict:
@@ -251,7 +253,7 @@ def train_pipeline(config: RecipeConfig, epoch_hook: EpochHook | None = None) ->
     """Train with the model split into pipeline stages; the same run folder as the engine."""
     pipe = prepare(config)
     start, stopped = time.perf_counter(), False
-    for epoch in range(pipe.state["epoch"], config.training.num_epochs):
+    for epoch in range(pipe.state["epoch"], pipe.plan.epochs):
         train_epoch(pipe, epoch)
         record = end_epoch(pipe, epoch, time.perf_counter() - start)
         stopped = shared_stop(epoch_hook, epoch + 1, record, pipe.is_main)
@@ -259,6 +261,7 @@ def train_pipeline(config: RecipeConfig, epoch_hook: EpochHook | None = None) ->
             break
     difference = save_gathered(pipe, "model")
     t = config.training
+    stopped = stopped and pipe.state["step"] < pipe.plan.total
     values = runs.results(
         pipe.run_dir, pipe.state, stopped, len(pipe.train_set),
         num_processes=world_size(), replica_spread=difference,

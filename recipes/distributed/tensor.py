@@ -204,6 +204,8 @@ def train_epoch(job: TensorRun, epoch: int) -> torch.Tensor:
             sums.zero_()
         if t.save_steps and state["step"] % t.save_steps == 0:
             save_checkpoint(job, {**state, "epoch": epoch})
+        if state["step"] >= job.steps.total:  # max_steps ends the last epoch part-way
+            break
     return epoch_sums
 
 
@@ -275,7 +277,7 @@ def train_tensor(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> d
     """Train with every block's layers split over tensor-parallel ranks; returns results.json."""
     job = prepare(config)
     start, stopped = time.perf_counter(), False
-    for epoch in range(job.state["epoch"], config.training.num_epochs):
+    for epoch in range(job.state["epoch"], job.steps.epochs):
         epoch_start = time.perf_counter()
         epoch_sums = train_epoch(job, epoch)
         train_seconds = time.perf_counter() - epoch_start
@@ -284,6 +286,7 @@ def train_tensor(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> d
         if stopped:
             break
     save_whole(job, "model")
+    stopped = stopped and job.state["step"] < job.steps.total
     values = runs.results(
         job.run_dir, job.state, stopped, len(job.train_set), num_processes=world_size(),
         tensor_parallel_size=job.plan.size, replicas=job.replicas,

@@ -1,7 +1,7 @@
 """LR schedules, the step plan and optimizers: the lecture's first section."""
 
 from recipes.schedules.optimizers import build_optimizer, check_optimizer_name, set_peak_lr
-from recipes.schedules.plan import StepPlan, plan_steps, scale_learning_rate
+from recipes.schedules.plan import StepPlan, plan_steps, scale_learning_rate, updates_per_epoch
 from recipes.schedules.registry import (
     FAMILIES,
     LECTURE_FAMILIES,
@@ -28,4 +28,5 @@ __all__ = [
     "scale_learning_rate",
     "set_peak_lr",
     "unknown_name",
+    "updates_per_epoch",
 ]

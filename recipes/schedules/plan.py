@@ -32,6 +32,17 @@ class StepPlan:
     lr: float
     scheduler_kwargs: dict
 
+    @property
+    def epochs(self) -> int:
+        """Passes over the data the loop starts: the last one stops part-way under max_steps."""
+        return math.ceil(self.total / self.per_epoch)
+
+
+def updates_per_epoch(examples: int, t: TrainingArguments, replicas: int = 1) -> int:
+    """Updates in one pass over `examples`: each replica's batches, one update per accumulation."""
+    batches = math.ceil(examples / (t.per_device_train_batch_size * replicas))
+    return math.ceil(batches / t.gradient_accumulation_steps)
+
 
 def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> StepPlan:
     """One update per `gradient_accumulation_steps` batches of each replica, the last one partial.
@@ -49,7 +60,7 @@ def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> S
     global_batch = t.per_device_train_batch_size * replicas * t.gradient_accumulation_steps
     plan = StepPlan(
         per_epoch=per_epoch,
-        total=int(t.num_epochs * per_epoch),
+        total=t.max_steps or int(t.num_epochs * per_epoch),
         warmup=t.warmup_steps or round(t.warmup_epochs * per_epoch),
         global_batch=global_batch,
         lr=scale_learning_rate(t.learning_rate, global_batch, t.base_batch_size, t.scale_lr),
@@ -58,6 +69,6 @@ def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> S
     if plan.warmup >= plan.total:
         raise RecipeError(
             f"warmup ({plan.warmup} updates) is not shorter than training ({plan.total} updates); "
-            "lower warmup_epochs or warmup_steps, or raise num_epochs"
+            "lower warmup_epochs or warmup_steps, or raise num_epochs (or max_steps)"
         )
     return plan

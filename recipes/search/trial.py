@@ -91,6 +91,6 @@ def run_trial(spec: SweepSpec, folder: Path, trial: Trial, sweep_process: str = 
         trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:1000])
         raise
     trial.set_user_attr("epochs", results["epochs"])
-    if results["stopped_early"] and results["epochs"] < config.training.num_epochs:
+    if results["stopped_early"]:  # by the pruner, before its last update
         raise optuna.TrialPruned(f"pruned after epoch {results['epochs']}")
     return results[spec.metric]

@@ -177,6 +177,8 @@ def train_epoch(loop: Loop, epoch: int, bar: tqdm, snapshots: set[int]) -> torch
         if t.save_steps and state["step"] % t.save_steps == 0:
             position = {**state, "epoch": epoch}
             save_checkpoint(accelerator, loop.run_dir, position, t.save_total_limit)
+        if state["step"] >= loop.plan.total:  # max_steps ends the last epoch part-way
+            break
     return epoch_sums
 
 
@@ -194,7 +196,7 @@ def end_epoch(
     lr = loop.scheduler.get_last_lr()[0]
     record = {"epoch": epoch + 1, "step": loop.state["step"], "lr": lr, **metrics}
     record["train_seconds"] = train_seconds  # the updates alone, evaluation excluded
-    if epoch + 1 == t.num_epochs:  # the curve rules' training accuracy, without augmentation
+    if epoch + 1 == loop.plan.epochs:  # the curve rules' training accuracy, unaugmented
         clean = evaluate(loop.model, loop.train_eval_loader, accelerator, t.channels_last)
         record.update(train_eval_loss=clean["loss"], train_eval_accuracy=clean["accuracy"])
     accelerator.log(record, step=loop.state["step"])
@@ -236,7 +238,7 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
     )
     start, stopped = time.perf_counter(), False
     try:
-        for epoch in range(loop.state["epoch"], t.num_epochs):
+        for epoch in range(loop.state["epoch"], loop.plan.epochs):
             epoch_start = time.perf_counter()
             epoch_sums = train_epoch(loop, epoch, bar, snapshots)
             train_seconds = time.perf_counter() - epoch_start
@@ -252,4 +254,4 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
             "run the same command again to resume from it"
         ) from None
     bar.close()
-    return finish(loop, stopped)
+    return finish(loop, stopped and loop.state["step"] < loop.plan.total)

@@ -85,6 +85,7 @@ def write_probe_run(config: RecipeConfig, setup, run_dir: Path, accelerator, hoo
     for folder, head in (("best_model", best_head), ("model", last_head)):
         set_head(setup.model, *head)
         save_model(setup.model.cpu(), run_dir / folder, setup.data.label_names, setup.data_config)
+    stopped = stopped and state["epoch"] < t.num_epochs
     values = runs.results(
         run_dir, state, stopped, len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=0.0, solver=solver, l2=fit.l2,
@@ -98,6 +99,11 @@ def write_probe_run(config: RecipeConfig, setup, run_dir: Path, accelerator, hoo
 def run_linear_probe(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
     """`mode: linear_probe` fast path: the backbone runs once, the head trains on its features."""
     t = config.training
+    if t.max_steps:
+        raise RecipeError(
+            f"max_steps: {t.max_steps} counts updates, and the linear probe's fast path fits its "
+            "head num_epochs times on cached features; set num_epochs instead"
+        )
     set_seed(t.seed)
     log_with, init_kwargs, note = tracker_setup(
         t.report_to, runs.run_dir(config), runs.run_name(config), t.wandb_group

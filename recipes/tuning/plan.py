@@ -14,8 +14,10 @@ from statistics import median
 from typing import Any
 
 from recipes.core import runs
+from recipes.core.arguments import TrainingArguments
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.files import write_atomic
+from recipes.schedules import updates_per_epoch
 
 FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run, at least
 MAX_FINAL_SHARE = 0.8  # and up to this when the recipe's own epochs need more than FINAL_SHARE
@@ -25,6 +27,7 @@ MIN_COARSE = 6  # fewer coarse trials than this and the coarse trials train on a
 MIN_REFINE = 2  # fewer refine trials than this and they train shorter, or on a subset
 MIN_FRACTION = 0.05  # the smallest subset of the training set a search trial uses
 PROBE_BATCHES = 8  # the timed run: two epochs of this many batches, each with an evaluation
+AFTER_TRAINING = 3  # evaluations' worth after the final's last epoch: unaugmented train, test
 
 
 @dataclass
@@ -54,10 +57,14 @@ class Plan:
         """Trials of `epochs` on `fraction` of the data that fit in `seconds`."""
         return max(0, math.floor(seconds / self.trial_seconds(epochs, fraction)))
 
-    def affordable_epochs(self, seconds: float) -> int:
-        """Whole-data epochs a run can train in `seconds`."""
-        per_epoch = self.epoch_seconds + self.eval_seconds
-        return max(1, math.floor((seconds - self.startup_seconds) / max(per_epoch, 1e-9)))
+    def affordable_updates(self, seconds: float, per_epoch: int) -> int:
+        """Updates of `per_epoch` an epoch a run can make in `seconds`: whole epochs, then the
+        part of one more that the rest pays for beside its evaluation."""
+        cycle = self.epoch_seconds + self.eval_seconds
+        spare = seconds - self.startup_seconds
+        whole = max(0, math.floor(spare / max(cycle, 1e-9)))
+        part = (spare - whole * cycle - self.eval_seconds) / max(self.epoch_seconds, 1e-9)
+        return whole * per_epoch + math.floor(min(max(part, 0.0), 1.0) * per_epoch)
 
     def samples(self, fraction: float) -> int:
         """max_train_samples for a trial on `fraction` of the data (0: all)."""
@@ -123,6 +130,15 @@ def make_plan(left: float, timing: dict[str, float], recipe_epochs: int = 0) -> 
         "final model and test": final,
     }
     return plan
+
+
+def final_length(speed: Plan, seconds: float, t: TrainingArguments, least: int) -> tuple[int, int]:
+    """Epochs and updates (max_steps: the last epoch may stop part-way) of the final model in
+    `seconds` less its last passes; never fewer than `least` epochs (the chosen trial's)."""
+    per_epoch = updates_per_epoch(speed.train_size, t)
+    steps = speed.affordable_updates(seconds - AFTER_TRAINING * speed.eval_seconds, per_epoch)
+    steps = max(steps, least * per_epoch)
+    return math.ceil(steps / per_epoch), steps
 
 
 def trial_costs(row: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:

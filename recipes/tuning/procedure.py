@@ -23,6 +23,7 @@ from recipes.tuning.budget import Budget, Clock
 from recipes.tuning.champion import champion
 from recipes.tuning.check_report import CHECKS_FILE
 from recipes.tuning.coarse import StageSizes, coarse_sweep, recipe_point
+from recipes.tuning.final import final_config
 from recipes.tuning.inputs import check_recipe
 from recipes.tuning.plan import (
     MIN_REFINE,
@@ -145,15 +146,6 @@ def finished_rows(stages: list[Stage]) -> list[dict]:
     return [r for s in stages for r in s.summary["trials"] if r["state"] == "complete"]
 
 
-def final_args(best: dict, folder: Path, epochs: int) -> list[str]:
-    """The best trial's arguments, trained longer into the tune folder's `final/` on all the
-    data, with the recipe's own warmup rather than a short trial's."""
-    own = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=",
-           "--max_train_samples=", "--warmup_epochs=", "--warmup_steps=")  # fmt: skip
-    kept = [a for a in best["args"] if not a.startswith(own)]
-    return [*kept, f"--num_epochs={epochs}", f"--output_dir={folder / 'final'}"]
-
-
 def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, Path]:
     """The final model plus the models of the best other finished trials."""
     rows = [
@@ -272,16 +264,16 @@ def procedure(
     best = stages[-1].champion
     started = time.perf_counter()
     print(f"final model: the chosen trial ({best['value']:.4f}) trained longer", flush=True)
-    epochs = 2 * best["epochs"]
     trials = trial_folders(s.folder for s in stages)
-    if plan:  # all the budget left affords (less the test pass), never fewer than the best trial
-        speed = remeasured(plan, finished_rows(stages))  # as the trials ran, not the timed run
-        epochs = max(best["epochs"], speed.affordable_epochs(clock.left() - speed.eval_seconds))
+    speed = plan and remeasured(plan, finished_rows(stages))  # as the trials ran, not timed
+    final = final_config(recipe, best, folder, speed, clock.left())
+    if speed:
+        t = final.training
         notes.append(
-            f"final model: {epochs} epochs, {speed.epoch_seconds:.1f}s each as the search trials "
-            f"ran (the timed run said {plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left"
+            f"final model: {t.max_steps} updates in {t.num_epochs} epochs, "
+            f"{speed.epoch_seconds:.1f}s each as the search trials ran (the timed run said "
+            f"{plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left"
         )
-    final = parse_config(recipe, final_args(best, folder, epochs))
     run_recipe(final)
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)
