@@ -7,8 +7,9 @@ Four arms, each a real command, scored on the test split:
   tpe       the same with Optuna TPE (`method: bayes`)
 The plain searches cover learning rate (1e-4 to 0.1) and weight decay (1e-5 to 0.1), both
 log-uniform, and report their best trial by validation accuracy, as a user would. How many
-epochs fit is timed once, before the arms, on the same threads (not counted in their budget),
-or given as `--epoch_seconds` when arms side by side run slower than that timing.
+updates fit (whole epochs, then part of one, by the rule of the tune's final model) is timed
+once, before the arms, on the same threads (not counted in their budget), or given as
+`--epoch_seconds`, an epoch's measured seconds in the arms' conditions.
 `--parallel 2` runs two arms at a time on half the cores each. Finished arms are read back.
 Usage: python scripts/bench_tune.py [RECIPE] [--budget 30m] [--parallel 2] [--out docs/figures]
 """

@@ -71,9 +71,9 @@ def write(folder, recipe, budget, checks, stages, scores, notes, clock) -> None:
         table = [{"model": name, **{k: v for k, v in m.items() if k != "ece_bins"}}
                  for name, m in scores.items()]  # fmt: skip
         text = [
-            "The chosen trial's arguments (the recipe's own warmup), trained for as many epochs "
-            "as the budget left affords (a budget in trials: twice the best trial's); test "
-            "split, never searched on."
+            "The chosen trial's arguments (the recipe's own warmup), trained for as many updates "
+            "as the budget left affords, the last epoch part-way (a budget in trials: twice the "
+            "best trial's epochs); test split, never searched on."
         ]
         curves = [folder / "final" / "curves.png"]
         sections.append(Section("Final model", text, [table], curves))
