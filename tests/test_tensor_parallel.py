@@ -33,6 +33,7 @@ SAME_RUN = [
     "--learning_rate", "0.05", "--per_device_eval_batch_size", "512",
 ]  # fmt: skip
 TENSOR = ["--parallel", "tensor", "--tensor_parallel_size", "2"]
+BY_MAX_STEPS = ["--num_epochs", "3", "--max_steps", "4"]  # SAME_RUN's 4 updates
 
 
 def torchrun(processes: int, out: Path, *args: str) -> None:
@@ -82,8 +83,7 @@ def tensor_run(runs_dir: Path):
         if model not in made:
             out = runs_dir / f"tp2-{model}"
             torchrun(2, out, *SAME_RUN, *TENSOR, "--model_name", model,
-                     "--per_device_train_batch_size", "32", "--num_epochs", "3",
-                     "--max_steps", "4")  # fmt: skip
+                     "--per_device_train_batch_size", "32", *BY_MAX_STEPS)  # fmt: skip
             made[model] = out
         return made[model]
 
@@ -172,7 +172,8 @@ def test_resume_with_other_process_count_is_refused(tensor_run, runs_dir: Path):
     out = runs_dir / "relaunched"
     shutil.copytree(tensor_run("test_vit"), out)
     command = [str(BIN / "torchrun"), "--nproc_per_node", "4", "--master_port", free_port()]
-    command += ["-m", "recipes", "train", *SAME_RUN, *TENSOR, "--model_name", "test_vit"]
+    command += ["-m", "recipes", "train", *SAME_RUN, *TENSOR, *BY_MAX_STEPS]
+    command += ["--model_name", "test_vit"]
     command += ["--per_device_train_batch_size", "32", "--output_dir", str(out)]
     result = launch(command, out)
     assert result.returncode != 0
