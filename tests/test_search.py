@@ -205,6 +205,9 @@ def test_hyperband_maps_to_wandbs_rule_and_optunas_only_under_its_own_key():
     own = make_pruner(build_spec({**raw, "optuna_hyperband": {"min_resource": 1}}, "o"))
     assert isinstance(own, optuna.pruners.HyperbandPruner)
     assert (own._min_resource, own._max_resource, own._reduction_factor) == (1, 9, 3)
+    by_steps = {**raw["parameters"], "max_steps": {"value": 20}}
+    own = make_pruner(build_spec({**raw, "parameters": by_steps, "optuna_hyperband": {}}, "s"))
+    assert own._max_resource == "auto"  # epochs come from max_steps: the first finished trial's
 
 
 DISTRIBUTIONS = {

@@ -167,8 +167,13 @@ def record_epoch(run_dir: Path, state: dict, record: dict, seconds: float, is_ma
     return best
 
 
-def results(run_dir: Path, state: dict, stopped: bool, train_examples: int, **extra) -> dict:
-    """What results.json holds on every route: position, best epoch, the last epoch's metrics."""
+def results(
+    run_dir: Path, state: dict, stopped: bool, last: tuple[str, int], train_examples: int, **extra
+) -> dict:
+    """What results.json holds on every route: position, best epoch, the last epoch's metrics.
+    A stop counts as early only before `last`, the run's planned end (`("step", total)` or
+    `("epoch", epochs)`): one asked at the end of the last part-way epoch finished the run."""
+    key, end = last
     history = read_jsonl(run_dir / EPOCHS_FILE)
     last = history[-1] if history else {}
     return {
@@ -176,7 +181,7 @@ def results(run_dir: Path, state: dict, stopped: bool, train_examples: int, **ex
         "train_examples": train_examples,
         "steps": state["step"],
         "epochs": state["epoch"],
-        "stopped_early": stopped,
+        "stopped_early": stopped and state[key] < end,
         "best_val_accuracy": state["best_accuracy"],
         "best_epoch": state["best_epoch"],
         "seconds": last.get("seconds", 0.0),

@@ -261,9 +261,8 @@ def train_pipeline(config: RecipeConfig, epoch_hook: EpochHook | None = None) ->
             break
     difference = save_gathered(pipe, "model")
     t = config.training
-    stopped = stopped and pipe.state["step"] < pipe.plan.total
     values = runs.results(
-        pipe.run_dir, pipe.state, stopped, len(pipe.train_set),
+        pipe.run_dir, pipe.state, stopped, ("step", pipe.plan.total), len(pipe.train_set),
         num_processes=world_size(), replica_spread=difference,
         pipeline_stages=t.pipeline_stages, replicas=pipe.replicas, micro_batches=t.micro_batches,
     )  # fmt: skip

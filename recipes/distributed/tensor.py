@@ -286,10 +286,9 @@ def train_tensor(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> d
         if stopped:
             break
     save_whole(job, "model")
-    stopped = stopped and job.state["step"] < job.steps.total
     values = runs.results(
-        job.run_dir, job.state, stopped, len(job.train_set), num_processes=world_size(),
-        tensor_parallel_size=job.plan.size, replicas=job.replicas,
+        job.run_dir, job.state, stopped, ("step", job.steps.total), len(job.train_set),
+        num_processes=world_size(), tensor_parallel_size=job.plan.size, replicas=job.replicas,
         split_fraction=local_fraction(job.model, job.plan),
     )  # fmt: skip
     if job.accelerator.is_main_process:

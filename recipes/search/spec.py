@@ -151,8 +151,10 @@ def build_spec(raw: dict, default_name: str) -> SweepSpec:
         raise RecipeError(f"metric.name: {metric} is reported only with ema_decay set")
     searched = {p.name for p in params}
     own = spec.optuna_hyperband
-    if own and own["max_resource"] == "auto" and "num_epochs" not in searched:
+    by_epochs = not searched & {"num_epochs", "max_steps"} and not probe.training.max_steps
+    if own and own["max_resource"] == "auto" and by_epochs:
         own["max_resource"] = probe.training.num_epochs  # the last rung is the last epoch
+    # else Optuna's own "auto": the last epoch of the first trial to finish
     return spec
 
 

@@ -215,7 +215,7 @@ def finish(loop: Loop, stopped: bool) -> dict:
         spread = replica_spread(accelerator, loop.unwrapped)
         write_main(loop, loop.unwrapped, run_dir / "model")
     values = runs.results(
-        run_dir, loop.state, stopped, len(setup.data.splits["train"]),
+        run_dir, loop.state, stopped, ("step", loop.plan.total), len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=spread,
     )  # fmt: skip
     if loop.ema is not None:  # never sharded: ZeRO-3 with EMA is refused
@@ -254,4 +254,4 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
             "run the same command again to resume from it"
         ) from None
     bar.close()
-    return finish(loop, stopped and loop.state["step"] < loop.plan.total)
+    return finish(loop, stopped)

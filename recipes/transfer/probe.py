@@ -85,9 +85,8 @@ def write_probe_run(config: RecipeConfig, setup, run_dir: Path, accelerator, hoo
     for folder, head in (("best_model", best_head), ("model", last_head)):
         set_head(setup.model, *head)
         save_model(setup.model.cpu(), run_dir / folder, setup.data.label_names, setup.data_config)
-    stopped = stopped and state["epoch"] < t.num_epochs
     values = runs.results(
-        run_dir, state, stopped, len(setup.data.splits["train"]),
+        run_dir, state, stopped, ("epoch", t.num_epochs), len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=0.0, solver=solver, l2=fit.l2,
         l2_search=l2_scores(fits),
         feature_cache={split: f.status for split, f in features.items()},
