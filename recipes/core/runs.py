@@ -168,12 +168,12 @@ def record_epoch(run_dir: Path, state: dict, record: dict, seconds: float, is_ma
 
 
 def results(
-    run_dir: Path, state: dict, stopped: bool, last: tuple[str, int], train_examples: int, **extra
+    run_dir: Path, state: dict, stopped: bool, end: tuple[str, int], train_examples: int, **extra
 ) -> dict:
     """What results.json holds on every route: position, best epoch, the last epoch's metrics.
-    A stop counts as early only before `last`, the run's planned end (`("step", total)` or
+    A stop counts as early only before `end`, the run's planned end (`("step", total)` or
     `("epoch", epochs)`): one asked at the end of the last part-way epoch finished the run."""
-    key, end = last
+    key, last_position = end
     history = read_jsonl(run_dir / EPOCHS_FILE)
     last = history[-1] if history else {}
     return {
@@ -181,7 +181,7 @@ def results(
         "train_examples": train_examples,
         "steps": state["step"],
         "epochs": state["epoch"],
-        "stopped_early": stopped and state[key] < end,
+        "stopped_early": stopped and state[key] < last_position,
         "best_val_accuracy": state["best_accuracy"],
         "best_epoch": state["best_epoch"],
         "seconds": last.get("seconds", 0.0),
