@@ -11,6 +11,8 @@ updates fit (whole epochs, then part of one, by the rule of the tune's final mod
 once, before the arms, on the same threads (not counted in their budget), or given as
 `--epoch_seconds`, an epoch's measured seconds in the arms' conditions.
 `--parallel 2` runs two arms at a time on half the cores each. Finished arms are read back.
+`--recipe_seed N` runs every arm from a copy of the recipe with seed N (its own folder and
+tables), to measure how far one seed's test accuracy is from another's.
 Usage: python scripts/bench_tune.py [RECIPE] [--budget 30m] [--parallel 2] [--out docs/figures]
 """
 
@@ -35,7 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_name  # noqa: E402
 
-from recipes.core.config import parse_config  # noqa: E402
+from recipes.core.config import parse_config, read_recipe  # noqa: E402
 from recipes.ensembles.ensemble import score_saved  # noqa: E402
 from recipes.search.refine import LIMITS  # noqa: E402
 from recipes.tuning.budget import Budget  # noqa: E402
@@ -189,6 +191,13 @@ def markdown(rows: list[dict], steps: list[dict], bad: list[str], header: str) -
     return "\n".join(lines) + "\n"
 
 
+def seeded(recipe: str | None, seed: int, work: Path) -> str:
+    """A copy of the recipe (the embedded one when None) that trains from `seed`."""
+    path = work / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**(read_recipe(recipe) if recipe else {}), "seed": seed}))
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", nargs="?", help="recipe YAML (default: embedded digits)")
@@ -196,7 +205,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6, help="trials of the plain searches")
     parser.add_argument("--parallel", type=int, default=1, help="arms at once")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the plain searches' sampler")
+    parser.add_argument("--recipe_seed", type=int, help="every arm's training seed")
     parser.add_argument(
         "--epoch_seconds", type=float, help="an epoch's seconds as the arms run (default: timed)"
     )
@@ -206,22 +216,27 @@ def main() -> None:
     args.threads = max(1, (os.cpu_count() or 1) // args.parallel)
     torch.set_num_threads(args.threads)
     name = parse_config(args.recipe, []).data.dataset
-    work = Path(args.work) / f"{name}-{args.budget}"
+    label = name if args.recipe_seed is None else f"{name}-seed{args.recipe_seed}"
+    work = Path(args.work) / f"{label}-{args.budget}"
     work.mkdir(parents=True, exist_ok=True)
+    if args.recipe_seed is not None:
+        args.recipe = seeded(args.recipe, args.recipe_seed, work)
     affordable_length(args, 60.0, work)  # time it before the arms start
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(lambda arm: one_arm(arm, args.recipe, args, work), args.arms))
     tune = work / "tune"
     steps, bad = (tune_steps(tune), out_of_limits(tune)) if "tune" in args.arms else ([], [])
-    header = (f"{name}, --budget {args.budget}, {args.parallel} arm(s) at a time on "
+    header = (f"{label}, --budget {args.budget}, {args.parallel} arm(s) at a time on "
               f"{args.threads} thread(s) each; {cpu_name()}")  # fmt: skip
+    if args.epoch_seconds:
+        header += f"; an epoch taken as {args.epoch_seconds:g} s (--epoch_seconds)"
     text = markdown(rows, steps, bad, header)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"tune_{name}.md").write_text(text)
+    (out / f"tune_{label}.md").write_text(text)
     record = {"arms": rows, "steps": steps, "out_of_limits": bad}
-    (out / f"tune_{name}.json").write_text(json.dumps(record, indent=2))
+    (out / f"tune_{label}.json").write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

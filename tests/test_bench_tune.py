@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_tune  # noqa: E402
 
+from recipes.core.config import parse_config  # noqa: E402
 from recipes.search.spec import load_sweep  # noqa: E402
 
 
@@ -47,3 +49,11 @@ def test_a_trial_outside_the_stated_limits_is_named(tmp_path):
         "refine trial 0: weight_decay=34",
         "refine trial 1: learning_rate=2.0",
     ]
+
+
+def test_a_seeded_copy_trains_the_same_recipe_from_another_seed(tmp_path):
+    recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
+    own, copy = parse_config(recipe), parse_config(bench_tune.seeded(recipe, 7, tmp_path))
+    assert copy.training.seed == 7 != own.training.seed
+    assert replace(copy.training, seed=own.training.seed) == own.training and copy.data == own.data
+    assert parse_config(bench_tune.seeded(None, 7, tmp_path)).data == parse_config().data
