@@ -64,6 +64,7 @@ MISTAKES = {
     "drop rate 1": ([*T, "--drop_rate", "1"], "drop_rate"),
     "EMA decay 1": ([*T, "--ema_decay", "1"], "ema_decay"),
     "negative clipping": ([*T, "--max_grad_norm", "-1"], "max_grad_norm"),
+    "negative time limit": ([*T, "--max_seconds", "-60"], "max_seconds"),
     "keep no checkpoint": ([*T, "--save_total_limit", "0"], "save_total_limit"),
     "NaN learning rate": ([*T, "--learning_rate", "nan"], "learning_rate"),
     "not a number": ([*T, "--num_epochs", "ten"], "num_epochs"),
@@ -79,6 +80,24 @@ MISTAKES = {
         [*T, "--lr_scheduler", "multistep", "--scheduler_kwargs", '{"milestones": [5]}'],
         "milestones",
     ),
+    "time limit on a pipeline": (
+        [*T, "--parallel", "pipeline", "--max_seconds", "60"],
+        "max_seconds",
+    ),
+    "time limit on snapshots": (
+        [
+            *T,
+            "--lr_scheduler",
+            "cosine_with_restarts",
+            "--scheduler_kwargs",
+            '{"num_cycles": 2}',
+            "--snapshot_ensemble",
+            "true",
+            "--max_seconds",
+            "60",
+        ],
+        "max_seconds",
+    ),  # fmt: skip
     "scheduler kwargs not JSON": ([*T, "--scheduler_kwargs", "{num_cycles: }"], "JSON"),
     "accumulation past an epoch": (
         [*T, "--gradient_accumulation_steps", "50"],

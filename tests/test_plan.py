@@ -180,6 +180,8 @@ def test_the_final_trains_the_chosen_values_on_all_the_data_for_the_updates_left
     t = config.training
     assert t.learning_rate == 0.01 and config.data.max_train_samples == 0
     assert (t.num_epochs, t.max_steps) == final_length(speed, 200.0, t, 1)
+    kept = speed.startup_seconds + (AFTER_TRAINING - 1) * speed.eval_seconds  # after its epochs
+    assert t.max_seconds == pytest.approx(200.0 - kept)  # its epochs keep to the time left
     assert t.max_steps % 20 != 0 and t.output_dir == str(tmp_path / "final")  # 20 updates/epoch
     counted = final_config(None, best, tmp_path, None, 200.0).training
     assert (counted.num_epochs, counted.max_steps) == (2, 0)

@@ -123,6 +123,13 @@ class TrainingArguments:
     max_steps: int = field(
         default=0, metadata={"help": "updates to make, overriding num_epochs (0: off)"}
     )
+    max_seconds: float = field(
+        default=0.0,
+        metadata={
+            "help": "wall-clock limit on the epochs, in seconds (0: off): each epoch's end "
+            "re-plans the updates left to the time left, the LR schedule compressed to fit"
+        },
+    )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 256
     gradient_accumulation_steps: int = 1
@@ -195,4 +202,9 @@ class TrainingArguments:
             raise RecipeError(
                 "snapshot_ensemble needs lr_scheduler: cosine_with_restarts and "
                 "scheduler_kwargs: {num_cycles: 2 or more} (one snapshot per cycle)"
+            )
+        if self.snapshot_ensemble and self.max_seconds:
+            raise RecipeError(
+                "snapshot_ensemble with max_seconds: a time limit moves the cycles' ends; "
+                "drop max_seconds, or set num_epochs to what the time affords"
             )

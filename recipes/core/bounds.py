@@ -50,6 +50,7 @@ BOUNDS: dict[str, tuple[Bound, str]] = {
     "seed": (NON_NEGATIVE, "42"),
     "num_epochs": (COUNT, "10"),
     "max_steps": (NON_NEGATIVE, "0 (num_epochs' worth)"),
+    "max_seconds": (NON_NEGATIVE, "1800 (0: off)"),
     "per_device_train_batch_size": (COUNT, "64"),
     "per_device_eval_batch_size": (COUNT, "256"),
     "gradient_accumulation_steps": (COUNT, "1"),

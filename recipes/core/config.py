@@ -42,6 +42,8 @@ class RecipeConfig:
                 f"mode {self.model.mode} needs weights: set pretrained: true or checkpoint: PATH"
             )
 
+        check_time_limit(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Flat key -> value mapping, the same names the command line and sweeps use."""
         flat: dict[str, Any] = {}
@@ -66,6 +68,17 @@ class RecipeConfig:
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingArguments)
 FIELD_NAMES = sorted(f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls))
 DEFAULTS = {f.name: f.default for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+
+
+def check_time_limit(config: RecipeConfig) -> None:
+    """max_seconds is kept by the Accelerate loop; the other routes would silently ignore it."""
+    t, m = config.training, config.model
+    if t.max_seconds and (t.parallel != "data" or (m.mode == "linear_probe" and m.cached_features)):
+        where = f"parallel: {t.parallel}" if t.parallel != "data" else "cached_features probes"
+        raise RecipeError(
+            f"max_seconds: {where} does not keep a time limit; drop max_seconds and set "
+            "num_epochs or max_steps instead"
+        )
 
 
 def check_names(config: RecipeConfig) -> None:

@@ -1,7 +1,13 @@
 """LR schedules, the step plan and optimizers: the lecture's first section."""
 
 from recipes.schedules.optimizers import build_optimizer, check_optimizer_name, set_peak_lr
-from recipes.schedules.plan import StepPlan, plan_steps, scale_learning_rate, updates_per_epoch
+from recipes.schedules.plan import (
+    StepPlan,
+    affordable_updates,
+    plan_steps,
+    scale_learning_rate,
+    updates_per_epoch,
+)
 from recipes.schedules.registry import (
     FAMILIES,
     LECTURE_FAMILIES,
@@ -12,12 +18,16 @@ from recipes.schedules.registry import (
     lr_curve,
     unknown_name,
 )
+from recipes.schedules.warp import Warp, advance
 
 __all__ = [
     "FAMILIES",
     "LECTURE_FAMILIES",
     "Family",
     "StepPlan",
+    "Warp",
+    "advance",
+    "affordable_updates",
     "build_optimizer",
     "build_scheduler",
     "check_optimizer_name",

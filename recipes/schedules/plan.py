@@ -44,6 +44,17 @@ def updates_per_epoch(examples: int, t: TrainingArguments, replicas: int = 1) ->
     return math.ceil(batches / t.gradient_accumulation_steps)
 
 
+def affordable_updates(
+    seconds: float, epoch_seconds: float, eval_seconds: float, per_epoch: int
+) -> int:
+    """Updates of `per_epoch` an epoch that fit in `seconds`: whole epochs, each with its
+    evaluation, then the part of one more that the rest pays for beside its evaluation."""
+    cycle = epoch_seconds + eval_seconds
+    whole = max(0, math.floor(seconds / max(cycle, 1e-9)))
+    part = (seconds - whole * cycle - eval_seconds) / max(epoch_seconds, 1e-9)
+    return whole * per_epoch + math.floor(min(max(part, 0.0), 1.0) * per_epoch)
+
+
 def plan_steps(t: TrainingArguments, batches_per_epoch: int, replicas: int) -> StepPlan:
     """One update per `gradient_accumulation_steps` batches of each replica, the last one partial.
 

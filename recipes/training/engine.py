@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,17 @@ from recipes.core.data import build_transforms, make_loader
 from recipes.core.errors import Interrupted, RecipeError
 from recipes.core.models import save_model, train_mode
 from recipes.core.tracking import tracker_setup
-from recipes.schedules import StepPlan, build_optimizer, build_scheduler, plan_steps, set_peak_lr
+from recipes.schedules import (
+    StepPlan,
+    Warp,
+    advance,
+    build_optimizer,
+    build_scheduler,
+    plan_steps,
+    set_peak_lr,
+)
 from recipes.training.accelerator import make_accelerator, whole_weights, zero_stage
+from recipes.training.deadline import keep_time
 from recipes.training.setup import Setup, build_setup
 from recipes.training.step import (
     EpochHook,
@@ -50,6 +60,7 @@ class Loop:
     train_loader: DataLoader
     val_loader: DataLoader
     plan: StepPlan
+    warp: Warp  # the run's update -> the schedule's, moved by max_seconds
     run_dir: Path
     state: dict
     train_eval_loader: DataLoader | None = None  # training images, unaugmented
@@ -131,10 +142,14 @@ def prepare(config: RecipeConfig) -> Loop:
     )
     accelerator.register_for_checkpointing(scheduler, *([ema] if ema else []))
     loop = Loop(config, accelerator, setup, model, optimizer, scheduler, ema, train_loader,
-                val_loader, plan, run_dir, runs.new_state(), train_eval_loader)  # fmt: skip
+                val_loader, plan, Warp(plan.total, plan.total), run_dir, runs.new_state(),
+                train_eval_loader)  # fmt: skip
     if resume:
         accelerator.load_state(str(resume))
         loop.state = runs.read_state(resume)
+        if "schedule" in loop.state:  # a time limit moved the end
+            loop.warp = Warp(**loop.state["schedule"])
+            loop.plan = dataclasses.replace(plan, total=loop.warp.total)
         if accelerator.is_main_process:
             runs.truncate_history(run_dir, loop.state["step"])
     accelerator.init_trackers(t.project, config=config.to_dict(), init_kwargs=init_kwargs)
@@ -161,7 +176,7 @@ def train_epoch(loop: Loop, epoch: int, bar: tqdm, snapshots: set[int]) -> torch
         epoch_sums += batch
         if not accelerator.sync_gradients:
             continue
-        loop.scheduler.step()
+        advance(loop.scheduler, loop.warp(state["step"] + 1))
         state["step"] += 1
         bar.update(1)
         if loop.ema is not None:
@@ -183,9 +198,15 @@ def train_epoch(loop: Loop, epoch: int, bar: tqdm, snapshots: set[int]) -> torch
 
 
 def end_epoch(
-    loop: Loop, epoch: int, epoch_sums: torch.Tensor, seconds: float, train_seconds: float
+    loop: Loop,
+    epoch: int,
+    epoch_sums: torch.Tensor,
+    seconds: float,
+    train_seconds: float,
+    updates: int,
 ) -> dict:
-    """Validate, log the epoch, keep the best model, checkpoint; returns the epoch's record."""
+    """Validate, log the epoch, keep the best model, keep the time limit, checkpoint; returns
+    the epoch's record (`seconds`: the run's so far, `updates`: the epoch's)."""
     accelerator, t = loop.accelerator, loop.config.training
     started = time.perf_counter()
     metrics = epoch_metrics(
@@ -193,6 +214,9 @@ def end_epoch(
     )
     metrics["eval_seconds"] = time.perf_counter() - started
     check_finite(metrics["train_loss"], loop.state["step"], loop.run_dir)
+    if t.max_seconds and updates:  # before the last epoch's extra pass: this one may be it
+        evals = metrics["eval_seconds"]
+        keep_time(loop, seconds + evals, train_seconds / updates, evals)
     lr = loop.scheduler.get_last_lr()[0]
     record = {"epoch": epoch + 1, "step": loop.state["step"], "lr": lr, **metrics}
     record["train_seconds"] = train_seconds  # the updates alone, evaluation excluded
@@ -203,6 +227,7 @@ def end_epoch(
     is_main = accelerator.is_main_process
     if runs.record_epoch(loop.run_dir, loop.state, record, seconds, is_main):
         save_main(loop, loop.unwrapped, loop.run_dir / "best_model")
+    loop.state["seconds"] = seconds  # a resumed run's clock goes on from here
     save_checkpoint(accelerator, loop.run_dir, loop.state, t.save_total_limit)
     return record
 
@@ -217,6 +242,7 @@ def finish(loop: Loop, stopped: bool) -> dict:
     values = runs.results(
         run_dir, loop.state, stopped, ("step", loop.plan.total), len(setup.data.splits["train"]),
         num_processes=accelerator.num_processes, replica_spread=spread,
+        **({"planned_steps": loop.warp.planned} if loop.config.training.max_seconds else {}),
     )  # fmt: skip
     if loop.ema is not None:  # never sharded: ZeRO-3 with EMA is refused
         write_main(loop, loop.ema.module, run_dir / "ema_model")
@@ -236,13 +262,15 @@ def train(config: RecipeConfig, epoch_hook: EpochHook | None = None) -> dict:
         initial=loop.state["step"],
         disable=not accelerator.is_local_main_process,
     )
-    start, stopped = time.perf_counter(), False
+    start, stopped = time.perf_counter() - loop.state.get("seconds", 0.0), False
     try:
-        for epoch in range(loop.state["epoch"], loop.plan.epochs):
-            epoch_start = time.perf_counter()
+        while (epoch := loop.state["epoch"]) < loop.plan.epochs:
+            epoch_start, first = time.perf_counter(), loop.state["step"]
             epoch_sums = train_epoch(loop, epoch, bar, snapshots)
             train_seconds = time.perf_counter() - epoch_start
-            record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start, train_seconds)
+            record = end_epoch(loop, epoch, epoch_sums, time.perf_counter() - start, train_seconds,
+                               loop.state["step"] - first)  # fmt: skip
+            bar.total = loop.plan.total
             stopped = stop_requested(accelerator, epoch_hook, epoch + 1, record)
             if stopped:
                 break

@@ -17,7 +17,7 @@ from recipes.core import runs
 from recipes.core.arguments import TrainingArguments
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.files import write_atomic
-from recipes.schedules import updates_per_epoch
+from recipes.schedules import affordable_updates, updates_per_epoch
 
 FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run, at least
 MAX_FINAL_SHARE = 0.8  # and up to this when the recipe's own epochs need more than FINAL_SHARE
@@ -58,13 +58,9 @@ class Plan:
         return max(0, math.floor(seconds / self.trial_seconds(epochs, fraction)))
 
     def affordable_updates(self, seconds: float, per_epoch: int) -> int:
-        """Updates of `per_epoch` an epoch a run can make in `seconds`: whole epochs, then the
-        part of one more that the rest pays for beside its evaluation."""
-        cycle = self.epoch_seconds + self.eval_seconds
+        """Updates of `per_epoch` an epoch a run can make in `seconds`, its fixed cost paid."""
         spare = seconds - self.startup_seconds
-        whole = max(0, math.floor(spare / max(cycle, 1e-9)))
-        part = (spare - whole * cycle - self.eval_seconds) / max(self.epoch_seconds, 1e-9)
-        return whole * per_epoch + math.floor(min(max(part, 0.0), 1.0) * per_epoch)
+        return affordable_updates(spare, self.epoch_seconds, self.eval_seconds, per_epoch)
 
     def samples(self, fraction: float) -> int:
         """max_train_samples for a trial on `fraction` of the data (0: all)."""

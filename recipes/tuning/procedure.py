@@ -272,9 +272,14 @@ def procedure(
         notes.append(
             f"final model: {t.max_steps} updates in {t.num_epochs} epochs, "
             f"{speed.epoch_seconds:.1f}s each as the search trials ran (the timed run said "
-            f"{plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left"
+            f"{plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left; its epochs kept to "
+            f"{t.max_seconds:.0f}s (max_seconds)"
         )
-    run_recipe(final)
+    made = run_recipe(final)
+    if made.get("planned_steps", made["steps"]) > made["steps"]:
+        notes.append(f"final model: the machine ran slower than the trials had, so it made "
+                     f"{made['steps']} of its {made['planned_steps']} updates, its LR schedule "
+                     "compressed to end on time")  # fmt: skip
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)
     clock.record("final model and test", started)

@@ -1,0 +1,41 @@
+"""`max_seconds`: a run that ends on time on a machine whose speed changes. Each epoch's end
+re-plans the updates left to the time left, at the speed the epoch just ran, and the rest of
+the LR schedule is compressed to end on the new last update (never past the planned one)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+
+from recipes.schedules import affordable_updates
+
+if TYPE_CHECKING:
+    from recipes.training.engine import Loop
+
+
+def updates_in_time(loop: Loop, left: float, update_seconds: float, eval_seconds: float) -> int:
+    """The run's last update if `left` seconds go to updates and their epochs' evaluations, with
+    one more pass kept for the unaugmented training accuracy after the last epoch."""
+    per_epoch, step = loop.plan.per_epoch, loop.state["step"]
+    more = affordable_updates(left - eval_seconds, update_seconds * per_epoch, eval_seconds,
+                              per_epoch)  # fmt: skip
+    mine = torch.tensor([min(loop.warp.planned, step + more)], device=loop.accelerator.device)
+    return int(loop.accelerator.gather(mine).min())  # every process stops at the same update
+
+
+def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: float) -> None:
+    """Move the run's end to the update the time left affords, and say so when it moves."""
+    step, limit = loop.state["step"], loop.config.training.max_seconds
+    total = updates_in_time(loop, limit - spent, update_seconds, eval_seconds)
+    if total == loop.plan.total:
+        return
+    loop.accelerator.print(
+        f"max_seconds: {limit - spent:.0f}s left at update {step} afford {total - step} more "
+        f"at {update_seconds * 1000:.0f}ms each; the schedule now ends at update {total} "
+        f"(planned {loop.warp.planned})"
+    )
+    loop.warp.end_at(step, total)
+    loop.plan = dataclasses.replace(loop.plan, total=total)
+    loop.state["schedule"] = dataclasses.asdict(loop.warp)
