@@ -12,7 +12,8 @@ once, before the arms, on the same threads (not counted in their budget), or giv
 `--epoch_seconds`, an epoch's measured seconds in the arms' conditions.
 `--parallel 2` runs two arms at a time on half the cores each. Finished arms are read back.
 `--recipe_seed N` runs every arm from a copy of the recipe with seed N (its own folder and
-tables), to measure how far one seed's test accuracy is from another's.
+tables), to measure how far one seed's test accuracy is from another's; `--set KEY=VALUE`
+from a copy with other values, a user's own starting point (learning_rate=1e-4).
 Usage: python scripts/bench_tune.py [RECIPE] [--budget 30m] [--parallel 2] [--out docs/figures]
 """
 
@@ -191,11 +192,23 @@ def markdown(rows: list[dict], steps: list[dict], bad: list[str], header: str) -
     return "\n".join(lines) + "\n"
 
 
-def seeded(recipe: str | None, seed: int, work: Path) -> str:
-    """A copy of the recipe (the embedded one when None) that trains from `seed`."""
+def recipe_copy(recipe: str | None, values: dict[str, str], work: Path) -> str:
+    """A copy of the recipe (the embedded one when None) with some values changed."""
     path = work / "recipe.yaml"
-    path.write_text(yaml.safe_dump({**(read_recipe(recipe) if recipe else {}), "seed": seed}))
+    path.write_text(yaml.safe_dump({**(read_recipe(recipe) if recipe else {}), **values}))
+    parse_config(str(path), [])  # a misspelt key or a bad value stops here, before any arm
     return str(path)
+
+
+def changes(args: argparse.Namespace) -> dict[str, str]:
+    """The values the arms' copy of the recipe changes: --recipe_seed, then --set KEY=VALUE."""
+    values = {} if args.recipe_seed is None else {"seed": str(args.recipe_seed)}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item}: use KEY=VALUE, e.g. learning_rate=1e-4")
+        values[key] = value
+    return values
 
 
 def main() -> None:
@@ -207,6 +220,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--seed", type=int, default=0, help="the plain searches' sampler")
     parser.add_argument("--recipe_seed", type=int, help="every arm's training seed")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="every arm from a copy of the recipe with these values")  # fmt: skip
     parser.add_argument(
         "--epoch_seconds", type=float, help="an epoch's seconds as the arms run (default: timed)"
     )
@@ -216,11 +231,12 @@ def main() -> None:
     args.threads = max(1, (os.cpu_count() or 1) // args.parallel)
     torch.set_num_threads(args.threads)
     name = parse_config(args.recipe, []).data.dataset
-    label = name if args.recipe_seed is None else f"{name}-seed{args.recipe_seed}"
+    values = changes(args)
+    label = name + "".join(f"-seed{v}" if k == "seed" else f"-{k}={v}" for k, v in values.items())
     work = Path(args.work) / f"{label}-{args.budget}"
     work.mkdir(parents=True, exist_ok=True)
-    if args.recipe_seed is not None:
-        args.recipe = seeded(args.recipe, args.recipe_seed, work)
+    if values:
+        args.recipe = recipe_copy(args.recipe, values, work)
     affordable_length(args, 60.0, work)  # time it before the arms start
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(lambda arm: one_arm(arm, args.recipe, args, work), args.arms))

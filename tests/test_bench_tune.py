@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_tune  # noqa: E402
 
 from recipes.core.config import parse_config  # noqa: E402
+from recipes.core.errors import RecipeError  # noqa: E402
 from recipes.search.spec import load_sweep  # noqa: E402
 
 
@@ -53,8 +55,21 @@ def test_a_trial_outside_the_stated_limits_is_named(tmp_path):
 
 def test_a_seeded_copy_trains_the_same_recipe_from_another_seed(tmp_path):
     recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
-    own, copy = parse_config(recipe), parse_config(bench_tune.seeded(recipe, 7, tmp_path))
+    own = parse_config(recipe)
+    copy = parse_config(bench_tune.recipe_copy(recipe, {"seed": "7"}, tmp_path))
     assert copy.training.seed == 7 != own.training.seed
     assert replace(copy.training, seed=own.training.seed) == own.training
     assert (copy.data, copy.model) == (own.data, own.model)
-    assert parse_config(bench_tune.seeded(None, 7, tmp_path)).data == parse_config().data
+    embedded = bench_tune.recipe_copy(None, {"seed": "7"}, tmp_path)
+    assert parse_config(embedded).data == parse_config().data
+
+
+def test_a_users_starting_point_changes_only_the_values_set(tmp_path):
+    recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
+    args = argparse.Namespace(recipe_seed=None, set=["learning_rate=1e-4", "weight_decay=0.01"])
+    copy = parse_config(bench_tune.recipe_copy(recipe, bench_tune.changes(args), tmp_path))
+    own = parse_config(recipe).training
+    assert (copy.training.learning_rate, copy.training.weight_decay) == (1e-4, 0.01)
+    assert replace(copy.training, learning_rate=own.learning_rate, weight_decay=0.05) == own
+    with pytest.raises(RecipeError, match="learnin_rate"):
+        bench_tune.recipe_copy(recipe, {"learnin_rate": "1e-4"}, tmp_path)
