@@ -243,10 +243,13 @@ def test_probe_then_finetune_starts_from_the_probed_head(work: Path, source: Pat
             "1",
             "--freeze_stages",
             "1",
+            "--max_seconds",
+            "600",  # holds the fine-tuning epochs; the cached probe before them takes none
         ),
     )
     results = run_recipe(config)
     run_dir = Path(results["run_dir"])
+    assert results["planned_steps"] == results["steps"] > 0
     assert (run_dir / "probe" / "best_model").is_dir() and (run_dir / "model").is_dir()
     assert results["probe"]["best_val_accuracy"] > 0.8
     saved = (run_dir / "config.yaml").read_text()

@@ -29,6 +29,7 @@ def probe_then_finetune(config: RecipeConfig, epoch_hook: EpochHook | None = Non
             run_name=f"{runs.run_name(config)}-probe",
             freeze_stages=0,
             overwrite_output_dir=False,
+            max_seconds=0,  # a time limit holds the fine-tuning epochs
         )
     )
     tuned = config.replace(
