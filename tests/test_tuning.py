@@ -78,6 +78,13 @@ class DetachedBody(nn.Module):
         return self.head(self.body(x).detach())
 
 
+class Bounded(nn.Module):
+    """Logits squashed into [-2, 2]: the loss cannot fall below a floor however long it trains."""
+
+    def forward(self, x):
+        return 2 * torch.tanh(x)
+
+
 def normal_init() -> nn.Sequential:
     model = mlp()
     for param in model.parameters():
@@ -103,6 +110,13 @@ BUGS = {
     ),
     "nll_loss on raw logits": (mlp, "digits", {"loss_fn": F.nll_loss}, "initial_loss", "nll_loss"),
     "frozen network": (frozen, "digits", {}, "overfit", "frozen"),
+    "outputs bounded by a tanh": (
+        lambda: nn.Sequential(mlp(), Bounded()),
+        "digits",
+        {},
+        "overfit",
+        "bounded",
+    ),
     "gradient cut by detach": (DetachedBody, "digits", {}, "overfit", "detach"),
     "labels not tied to images": (mlp, "random_labels", {}, "overfit", "labels"),
     "learning rate too low": (mlp, "digits", {"lr": 1e-7}, "lr_range", "too low"),
@@ -152,6 +166,18 @@ def test_each_bug_is_flagged_by_its_check(bug, digits, pixels):
     result = report[check]
     assert not result.passed and not report.passed, report.table()
     assert word in f"{result.finding} {result.action}", report.table()
+
+
+@pytest.mark.parametrize("lr", [1e-4, 3e-4])
+def test_a_low_recipe_lr_is_not_taken_for_a_bug(lr, digits):
+    """The sample is not memorised at the recipe's LR, but is at the range test's: the overfit
+    check passes and names the LR, so the procedure goes on to search around the found one."""
+    report = run_checks(mlp(), digits, 10, **{**ZOO, "lr": lr})
+    overfit, found = report["overfit"], report["lr_range"].values["suggested_lr"]
+    assert overfit.passed, report.table()
+    assert overfit.values["recipe_lr"] == lr < overfit.values["lr"] == found
+    assert overfit.values["recipe_lr_loss"] > 0.05 >= overfit.values["loss"]
+    assert "too low" in overfit.action
 
 
 def test_weights_and_mode_are_restored(digits):

@@ -8,6 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
+from tqdm.auto import tqdm
 
 from recipes.schedules import affordable_updates
 
@@ -31,11 +32,12 @@ def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: flo
     total = updates_in_time(loop, limit - spent, update_seconds, eval_seconds)
     if total == loop.plan.total:
         return
-    loop.accelerator.print(
-        f"max_seconds: {limit - spent:.0f}s left at update {step} afford {total - step} more "
-        f"at {update_seconds * 1000:.0f}ms each; the schedule now ends at update {total} "
-        f"(planned {loop.warp.planned})"
-    )
+    if loop.accelerator.is_main_process:  # above the progress bar, not inside its line
+        tqdm.write(
+            f"max_seconds: {limit - spent:.0f}s left at update {step} afford {total - step} more "
+            f"at {update_seconds * 1000:.0f}ms each; the schedule now ends at update {total} "
+            f"(planned {loop.warp.planned})"
+        )
     loop.warp.end_at(step, total)
     loop.plan = dataclasses.replace(loop.plan, total=total)
     loop.state["schedule"] = dataclasses.asdict(loop.warp)

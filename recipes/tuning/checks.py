@@ -4,6 +4,7 @@ in order on any model by `run_checks`."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -120,6 +121,31 @@ def overfit_small_sample(
     return CheckResult("overfit", done, v, *overfit_finding(v, curve, done), curve)
 
 
+def lr_worth_a_retry(overfit: CheckResult, found_lr: float | None) -> bool:
+    """A sample not memorised by a healthy set-up (labels tied to images, every tensor getting a
+    gradient) may only need another LR: the one the range test found, when it found another."""
+    v = overfit.values
+    healthy = v.get("labels_stable") and v.get("grad_fraction") == 1.0
+    return not overfit.passed and bool(healthy) and found_lr not in (None, v["lr"])
+
+
+def at_found_lr(first: CheckResult, again: CheckResult) -> CheckResult:
+    """The sample memorised at the range test's LR: the recipe's own LR is what was wrong."""
+    low = first.values["lr"] < again.values["lr"]
+    was, now = first.values, again.values
+    finding = (
+        f"not memorised at lr {was['lr']:.3g} (loss {was['loss']:.3g} after {was['steps']} "
+        f"steps); memorised at the LR range test's {now['lr']:.3g} in {now['steps']} steps"
+    )
+    action = f"go on: the recipe's LR is too {'low' if low else 'high'}; search around the found LR"
+    values = {
+        **again.values,
+        "recipe_lr": first.values["lr"],
+        "recipe_lr_loss": first.values["loss"],
+    }
+    return CheckResult("overfit", True, values, finding, action, again.curve)
+
+
 def gradient_fraction(model) -> float:
     """Share of trainable tensors that received a gradient: below 1, the graph is cut."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -195,6 +221,12 @@ def run_checks(
             for check in (lr_range_test, lr_trials) if s.trial_lrs else (lr_range_test,):
                 model.load_state_dict(weights)
                 results.append(check(model, loader, smoothed, s))
+            lr = results[2].values.get("suggested_lr")  # none from a frozen model
+            if lr_worth_a_retry(results[1], lr):  # at the LR the range test found
+                model.load_state_dict(weights)
+                again = overfit_small_sample(model, sample, loss_fn or cross_entropy,
+                                             dataclasses.replace(s, lr=lr))  # fmt: skip
+                results[1] = at_found_lr(results[1], again) if again.passed else results[1]
     finally:
         model.load_state_dict(weights)
         model.zero_grad(set_to_none=True)
