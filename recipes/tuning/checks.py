@@ -131,18 +131,14 @@ def lr_worth_a_retry(overfit: CheckResult, found_lr: float | None) -> bool:
 
 def at_found_lr(first: CheckResult, again: CheckResult) -> CheckResult:
     """The sample memorised at the range test's LR: the recipe's own LR is what was wrong."""
-    low = first.values["lr"] < again.values["lr"]
     was, now = first.values, again.values
+    low = was["lr"] < now["lr"]
     finding = (
         f"not memorised at lr {was['lr']:.3g} (loss {was['loss']:.3g} after {was['steps']} "
         f"steps); memorised at the LR range test's {now['lr']:.3g} in {now['steps']} steps"
     )
     action = f"go on: the recipe's LR is too {'low' if low else 'high'}; search around the found LR"
-    values = {
-        **again.values,
-        "recipe_lr": first.values["lr"],
-        "recipe_lr_loss": first.values["loss"],
-    }
+    values = {**now, "recipe_lr": was["lr"], "recipe_lr_loss": was["loss"]}
     return CheckResult("overfit", True, values, finding, action, again.curve)
 
 
@@ -217,15 +213,15 @@ def run_checks(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
             results = [initial_loss(model, loader, num_classes, smoothed, s)]
-            results.append(overfit_small_sample(model, sample, loss_fn or cross_entropy, s))
+            plain = loss_fn or cross_entropy  # memorising: no label smoothing
+            results.append(overfit_small_sample(model, sample, plain, s))
             for check in (lr_range_test, lr_trials) if s.trial_lrs else (lr_range_test,):
                 model.load_state_dict(weights)
                 results.append(check(model, loader, smoothed, s))
             lr = results[2].values.get("suggested_lr")  # none from a frozen model
             if lr_worth_a_retry(results[1], lr):  # at the LR the range test found
                 model.load_state_dict(weights)
-                again = overfit_small_sample(model, sample, loss_fn or cross_entropy,
-                                             dataclasses.replace(s, lr=lr))  # fmt: skip
+                again = overfit_small_sample(model, sample, plain, dataclasses.replace(s, lr=lr))
                 results[1] = at_found_lr(results[1], again) if again.passed else results[1]
     finally:
         model.load_state_dict(weights)
