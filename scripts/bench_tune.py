@@ -4,6 +4,8 @@ Four arms, each a real command, scored on the test split:
   tune      `recipes tune RECIPE --budget B` (checks, measured plan, coarse, refine, final)
   defaults  the recipe as it stands, one run of as many updates as B affords
   random    plain random search, `--trials` runs of the updates B / trials affords
+Every run is held to its time by max_seconds, as the tune's final model is, so that no arm
+trains longer than its budget when the machine runs slower than timed.
   tpe       the same with Optuna TPE (`method: bayes`)
 The plain searches cover learning rate (1e-4 to 0.1) and weight decay (1e-5 to 0.1), both
 log-uniform, and report their best trial by validation accuracy, as a user would. How many
@@ -43,7 +45,7 @@ from recipes.ensembles.ensemble import score_saved  # noqa: E402
 from recipes.search.refine import LIMITS  # noqa: E402
 from recipes.tuning.budget import Budget  # noqa: E402
 from recipes.tuning.coarse import command, short_warmup  # noqa: E402
-from recipes.tuning.plan import final_length, make_plan, time_run  # noqa: E402
+from recipes.tuning.plan import final_length, make_plan, time_limit, time_run  # noqa: E402
 
 ARMS = ("tune", "defaults", "random", "tpe")
 METHODS = {"random": "random", "tpe": "bayes"}  # a plain-search arm -> its sweep method
@@ -54,10 +56,13 @@ SPACE = {
 GRACE = 1.25  # an arm still running at this many budgets is stopped (Ctrl-C; trials are kept)
 
 
-def affordable_length(args: argparse.Namespace, seconds: float, work: Path) -> tuple[int, int]:
-    """Epochs and updates (max_steps) of the recipe that fit in `seconds`, by the rule the tune's
-    final model follows: at `--epoch_seconds` (an epoch with its evaluation, measured in the
-    arms' conditions), else from one timed run (kept in `work`)."""
+def affordable_length(
+    args: argparse.Namespace, seconds: float, work: Path
+) -> tuple[int, int, float]:
+    """Epochs, updates (max_steps) and max_seconds of a run of the recipe in `seconds`, by the
+    rule the tune's final model follows: at `--epoch_seconds` (an epoch with its evaluation,
+    measured in the arms' conditions), else from one timed run (kept in `work`); max_seconds
+    holds the run to `seconds` when the machine runs slower than timed, as it holds the tune's."""
     saved = work / "timing.json"
     config = parse_config(args.recipe, ["--report_to=none"])
     if not saved.is_file():
@@ -65,18 +70,18 @@ def affordable_length(args: argparse.Namespace, seconds: float, work: Path) -> t
     plan = make_plan(seconds, json.loads(saved.read_text()))
     if args.epoch_seconds:
         plan = replace(plan, epoch_seconds=args.epoch_seconds - plan.eval_seconds)
-    return final_length(plan, seconds, config.training, 1)
+    return (*final_length(plan, seconds, config.training, 1), round(time_limit(plan, seconds), 1))
 
 
 def sweep_file(
-    recipe: str | None, method: str, trials: int, length: tuple[int, int], path: Path
+    recipe: str | None, method: str, trials: int, length: tuple[int, int, float], path: Path
 ) -> Path:
-    """A plain W&B sweep over the space, each trial `length` (epochs, updates) long (with the
-    tune's short warmup when the recipe's own would not fit in a trial)."""
+    """A plain W&B sweep over the space, each trial `length` (epochs, updates, max_seconds)
+    long (with the tune's short warmup when the recipe's own would not fit in a trial)."""
     training = parse_config(recipe, ["--report_to=none"]).training
-    epochs, steps = length
+    epochs, steps, limit = length
     fixed = {"num_epochs": {"value": epochs}, "max_steps": {"value": steps},
-             "report_to": {"value": "none"}}  # fmt: skip
+             "max_seconds": {"value": limit}, "report_to": {"value": "none"}}  # fmt: skip
     if training.warmup_epochs >= epochs:
         fixed.update(short_warmup(training))
     raw = {
@@ -99,8 +104,8 @@ def arm_command(arm: str, recipe: str | None, args: argparse.Namespace, work: Pa
         return [*base, "tune", *own, "--budget", args.budget, f"--output_dir={folder}"]
     seconds = Budget.parse(args.budget).seconds
     if arm == "defaults":
-        epochs, steps = affordable_length(args, seconds, work)
-        length = [f"--num_epochs={epochs}", f"--max_steps={steps}"]
+        epochs, steps, limit = affordable_length(args, seconds, work)
+        length = [f"--num_epochs={epochs}", f"--max_steps={steps}", f"--max_seconds={limit}"]
         return [*base, "train", *own, *length, f"--output_dir={folder}",
                 "--overwrite_output_dir=True", "--report_to=none"]  # fmt: skip
     length = affordable_length(args, seconds / args.trials, work)
@@ -115,7 +120,8 @@ def interruptible() -> None:
 
 def run_arm(command: list[str], seconds: float | None, threads: int, log: Path) -> float:
     """Run one arm in its own session with `threads` threads; a sweep is stopped past GRACE
-    budgets (`seconds`), one run (the tune's own clock, the defaults' epochs) is left to end."""
+    budgets (`seconds`), one run (held by the tune's clock, the defaults' max_seconds) is left
+    to end."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "offline",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # fmt: skip
     started = time.perf_counter()

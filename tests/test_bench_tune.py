@@ -23,10 +23,11 @@ from recipes.search.spec import load_sweep  # noqa: E402
 @pytest.mark.parametrize(("method", "sampler"), [("random", "random"), ("bayes", "bayes")])
 def test_the_plain_searches_are_sweep_files_over_lr_and_weight_decay(tmp_path, method, sampler):
     recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
-    path = bench_tune.sweep_file(recipe, method, 6, (4, 1500), tmp_path / "plain.yaml")
+    path = bench_tune.sweep_file(recipe, method, 6, (4, 1500, 280.0), tmp_path / "plain.yaml")
     spec = load_sweep(path)
     assert spec.method == sampler and spec.run_cap == 6
     assert (spec.fixed["num_epochs"], spec.fixed["max_steps"]) == (4, 1500)
+    assert spec.fixed["max_seconds"] == 280.0  # each trial held to its share of the budget
     assert sorted(p.name for p in spec.params) == ["learning_rate", "weight_decay"]
     assert spec.recipe == recipe and "warmup_epochs" not in spec.fixed  # the recipe's 1 fits
 
@@ -34,7 +35,8 @@ def test_the_plain_searches_are_sweep_files_over_lr_and_weight_decay(tmp_path, m
 def test_a_plain_trial_too_short_for_the_recipes_warmup_warms_up_briefly(tmp_path):
     """One-epoch trials cannot hold the recipe's one-epoch warmup (the run would be refused)."""
     recipe = str(ROOT / "recipes" / "configs" / "fashion" / "scratch.yaml")
-    spec = load_sweep(bench_tune.sweep_file(recipe, "random", 6, (1, 0), tmp_path / "plain.yaml"))
+    path = bench_tune.sweep_file(recipe, "random", 6, (1, 0, 60.0), tmp_path / "plain.yaml")
+    spec = load_sweep(path)
     assert spec.fixed["warmup_epochs"] == 0.25 and spec.fixed["num_epochs"] == 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recipes.core.config import RecipeConfig, parse_config
-from recipes.tuning.plan import AFTER_TRAINING, Plan, final_length
+from recipes.tuning.plan import Plan, final_length, time_limit
 
 OWN = ("--output_dir=", "--run_name=", "--wandb_group=", "--num_epochs=", "--max_steps=",
        "--max_train_samples=", "--warmup_epochs=", "--warmup_steps=", "--max_seconds=")  # fmt: skip
@@ -32,5 +32,4 @@ def final_config(
         return parse_config(recipe, final_args(best, folder, 2 * best["epochs"]))
     training = parse_config(recipe, best["args"]).training
     epochs, steps = final_length(speed, seconds, training, best["epochs"])
-    limit = seconds - speed.startup_seconds - (AFTER_TRAINING - 1) * speed.eval_seconds
-    return parse_config(recipe, final_args(best, folder, epochs, steps, max(limit, 1.0)))
+    return parse_config(recipe, final_args(best, folder, epochs, steps, time_limit(speed, seconds)))

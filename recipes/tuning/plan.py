@@ -137,6 +137,12 @@ def final_length(speed: Plan, seconds: float, t: TrainingArguments, least: int) 
     return math.ceil(steps / per_epoch), steps
 
 
+def time_limit(speed: Plan, seconds: float) -> float:
+    """max_seconds for a run given `seconds` in all: less its fixed cost and the passes after
+    its last epoch's validation, so that a slow machine still ends the run on time."""
+    return max(seconds - speed.startup_seconds - (AFTER_TRAINING - 1) * speed.eval_seconds, 1.0)
+
+
 def trial_costs(row: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:
     """One finished trial (a sweep summary's row) in seconds: per training image and per
     evaluation (with the checkpoint after it), epoch by epoch, and its fixed cost (its wall time
