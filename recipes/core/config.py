@@ -70,11 +70,23 @@ FIELD_NAMES = sorted(f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fie
 DEFAULTS = {f.name: f.default for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
 
 
+def route_of(config: RecipeConfig) -> str:
+    """The route a (resolved) recipe takes (see recipes.training.ROUTES)."""
+    m = config.model
+    if config.training.parallel in ("pipeline", "tensor"):
+        return config.training.parallel
+    if m.mode == "linear_probe" and m.cached_features:
+        return "cached_probe"
+    if m.mode == "finetune" and m.probe_epochs:
+        return "probe_finetune"
+    return "engine"
+
+
 def check_time_limit(config: RecipeConfig) -> None:
     """max_seconds is kept by the Accelerate loop; the other routes would silently ignore it."""
-    t, m = config.training, config.model
-    if t.max_seconds and (t.parallel != "data" or (m.mode == "linear_probe" and m.cached_features)):
-        where = f"parallel: {t.parallel}" if t.parallel != "data" else "cached_features probes"
+    route = route_of(config)
+    if config.training.max_seconds and route in ("pipeline", "tensor", "cached_probe"):
+        where = "cached_features probes" if route == "cached_probe" else f"parallel: {route}"
         raise RecipeError(
             f"max_seconds: {where} does not keep a time limit; drop max_seconds and set "
             "num_epochs or max_steps instead"

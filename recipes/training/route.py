@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 from recipes.core import runs
-from recipes.core.config import RecipeConfig
+from recipes.core.config import RecipeConfig, route_of
 from recipes.core.locks import folder_lock
 from recipes.training.step import EpochHook
 
@@ -43,18 +43,6 @@ def route_function(route: str) -> Callable[[RecipeConfig, EpochHook | None], dic
     from recipes.training.engine import train
 
     return train
-
-
-def route_of(config: RecipeConfig) -> str:
-    """The route a (resolved) recipe takes."""
-    m = config.model
-    if config.training.parallel in ("pipeline", "tensor"):
-        return config.training.parallel
-    if m.mode == "linear_probe" and m.cached_features:
-        return "cached_probe"
-    if m.mode == "finetune" and m.probe_epochs:
-        return "probe_finetune"
-    return "engine"
 
 
 def resolve_strategy(config: RecipeConfig) -> tuple[RecipeConfig, dict | None]:
