@@ -93,6 +93,15 @@ def test_more_time_than_planned_never_lengthens_the_run(tmp_path: Path) -> None:
     assert loop.plan.total == 200 and "schedule" not in loop.state
 
 
+def test_a_run_that_made_its_last_update_is_over_however_much_time_is_left(tmp_path: Path):
+    """The last epoch's end, reached after a slow spell: the run stays ended."""
+    loop = prepared(tmp_path)
+    keep_time(loop, spent=90.0, update_seconds=0.1, eval_seconds=1.0)
+    loop.state["step"] = loop.plan.total
+    keep_time(loop, spent=0.0, update_seconds=0.001, eval_seconds=0.01)
+    assert loop.plan.total == 60 and loop.state["schedule"]["total"] == 60
+
+
 def test_a_limited_run_ends_on_time_with_its_schedule_finished(tmp_path: Path) -> None:
     """Planned for 100 epochs, given a few seconds: it stops early, with the cosine at zero on
     its last update, and a copy killed after a moved end resumes on the moved schedule."""
