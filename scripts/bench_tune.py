@@ -4,9 +4,9 @@ Four arms, each a real command, scored on the test split:
   tune      `recipes tune RECIPE --budget B` (checks, measured plan, coarse, refine, final)
   defaults  the recipe as it stands, one run of as many updates as B affords
   random    plain random search, `--trials` runs of the updates B / trials affords
+  tpe       the same with Optuna TPE (`method: bayes`)
 Every run is held to its time by max_seconds, as the tune's final model is, so that no arm
 trains longer than its budget when the machine runs slower than timed.
-  tpe       the same with Optuna TPE (`method: bayes`)
 The plain searches cover learning rate (1e-4 to 0.1) and weight decay (1e-5 to 0.1), both
 log-uniform, and report their best trial by validation accuracy, as a user would. How many
 updates fit (whole epochs, then part of one, by the rule of the tune's final model) is timed
