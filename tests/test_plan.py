@@ -19,10 +19,11 @@ from recipes.tuning.plan import (
     MIN_REFINE,
     REFINE_EPOCHS,
     final_length,
+    load_plan,
     make_plan,
     remeasured,
 )
-from recipes.tuning.procedure import refine_trials
+from recipes.tuning.procedure import recipe_confirmed, refine_trials
 
 # seconds per run, per training example, per evaluation; training-set size
 FAST_CPU = {"startup": 4.0, "per_example": 0.004, "eval": 0.5, "train_size": 1257}  # digits
@@ -147,6 +148,36 @@ def test_refine_runs_the_trials_that_fit_and_none_when_one_would_run_alone(tmp_p
     refine = {"run_cap": 4, "num_epochs": plan.refine_epochs}
     assert refine_trials(refine, 1, [], clock, plan, notes) == todo
     assert any("skipped" in n for n in notes) == (todo == 0)
+
+
+@pytest.mark.parametrize(
+    "first, chosen, timed, skipped",
+    [
+        ({"learning_rate": 3e-3}, 0, True, True),  # coarse kept the recipe's values
+        ({"learning_rate": 3e-3}, 4, True, False),  # a challenger won: narrow around it
+        ({}, 0, True, False),  # the recipe's values lay outside the ranges: trial 0 is a sample
+        ({"learning_rate": 3e-3}, 0, False, False),  # a budget in trials runs what it asked for
+    ],
+)
+def test_refine_is_skipped_when_the_coarse_stage_keeps_the_recipes_values(
+    tmp_path, first, chosen, timed, skipped
+):
+    """Its planned time goes to the final model, in plan.json too, so a restart plans the same."""
+    plan = make_plan(1700.0, FASHION, 12) if timed else None
+    before = dict(plan.planned) if plan else {}
+    notes: list[str] = []
+    assert recipe_confirmed(first, {"trial": chosen}, tmp_path, plan, notes) is skipped
+    assert any("refine skipped" in n for n in notes) is skipped
+    if skipped:
+        assert "5 refine (round 1)" not in plan.planned
+        assert plan.planned["final model and test"] == pytest.approx(
+            before["final model and test"] + before["5 refine (round 1)"]
+        )
+        assert load_plan(tmp_path) == plan
+        assert recipe_confirmed(first, {"trial": chosen}, tmp_path, plan, notes)  # a restart
+        assert load_plan(tmp_path).planned == plan.planned
+    elif plan:
+        assert plan.planned == before
 
 
 @pytest.mark.parametrize("seconds", [400.0, 1000.0, 1500.0])

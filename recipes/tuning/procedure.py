@@ -183,6 +183,22 @@ def refine_trials(
     return todo
 
 
+def recipe_confirmed(
+    first: dict, choice: dict, folder: Path, plan: Plan | None, notes: list[str]
+) -> bool:
+    """Under a budget in wall time, a coarse stage that keeps the recipe's own values ends the
+    search: refine would re-run them against challengers it cannot tell apart from them in a few
+    epochs, and its planned time buys the final model more updates of values already known good."""
+    if plan is None or not first or choice["trial"] != 0:
+        return False
+    moved = plan.planned.pop("5 refine (round 1)", 0.0)
+    plan.planned["final model and test"] += moved
+    save_plan(folder, plan)
+    notes.append(f"refine skipped: the coarse stage kept the recipe's values, so refine's "
+                 f"{moved:.0f}s planned go to the final model")  # fmt: skip
+    return True
+
+
 def search_stages(
     raw: dict, first: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
 ) -> list[Stage]:
@@ -201,6 +217,8 @@ def search_stages(
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
     notes.append(f"coarse: {why}")
     clock.record("4 coarse search", started)
+    if recipe_confirmed(first, choice, folder, plan, notes):
+        return stages
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
         todo = refine_trials(raw["refine"], round_, stages, clock, plan, notes)
         if todo < 1:
