@@ -191,11 +191,11 @@ def recipe_confirmed(
     epochs, and its planned time buys the final model more updates of values already known good."""
     if plan is None or not first or choice["trial"] != 0:
         return False
-    moved = plan.planned.pop("5 refine (round 1)", 0.0)
-    plan.planned["final model and test"] += moved
-    save_plan(folder, plan)
-    notes.append(f"refine skipped: the coarse stage kept the recipe's values, so refine's "
-                 f"{moved:.0f}s planned go to the final model")  # fmt: skip
+    if "5 refine (round 1)" in plan.planned:  # not yet moved by an earlier start
+        plan.planned["final model and test"] += plan.planned.pop("5 refine (round 1)")
+        save_plan(folder, plan)
+    notes.append("refine skipped: the coarse stage kept the recipe's values, so the time planned "
+                 "for refine goes to the final model")  # fmt: skip
     return True
 
 
