@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from recipes.core import runs
+from recipes.core.arguments import TrainingArguments
 from recipes.core.config import parse_config
 from recipes.tuning.budget import Budget, Clock
+from recipes.tuning.coarse import StageSizes, coarse_sweep
 from recipes.tuning.final import final_config
 from recipes.tuning.plan import (
     AFTER_TRAINING,
@@ -150,13 +152,17 @@ def test_refine_runs_the_trials_that_fit_and_none_when_one_would_run_alone(tmp_p
     assert any("skipped" in n for n in notes) == (todo == 0)
 
 
+RECIPE_POINT = {"learning_rate": 3e-3, "weight_decay": 0.05}
+
+
 @pytest.mark.parametrize(
     "first, chosen, timed, skipped",
     [
-        ({"learning_rate": 3e-3}, 0, True, True),  # coarse kept the recipe's values
-        ({"learning_rate": 3e-3}, 4, True, False),  # a challenger won: narrow around it
+        (RECIPE_POINT, 0, True, True),  # coarse kept the recipe's values
+        (RECIPE_POINT, 4, True, False),  # a challenger won: narrow around it
         ({}, 0, True, False),  # the recipe's values lay outside the ranges: trial 0 is a sample
-        ({"learning_rate": 3e-3}, 0, False, False),  # a budget in trials runs what it asked for
+        ({"weight_decay": 0.05}, 0, True, False),  # its LR did: trial 0's LR is a sample
+        (RECIPE_POINT, 0, False, False),  # a budget in trials runs what it asked for
     ],
 )
 def test_refine_is_skipped_when_the_coarse_stage_keeps_the_recipes_values(
@@ -165,8 +171,9 @@ def test_refine_is_skipped_when_the_coarse_stage_keeps_the_recipes_values(
     """Its planned time goes to the final model, in plan.json too, so a restart plans the same."""
     plan = make_plan(1700.0, FASHION, 12) if timed else None
     before = dict(plan.planned) if plan else {}
+    raw = coarse_sweep(None, (3e-3, 0.03), StageSizes(6, 2), TrainingArguments(), "none")
     notes: list[str] = []
-    assert recipe_confirmed(first, {"trial": chosen}, tmp_path, plan, notes) is skipped
+    assert recipe_confirmed(raw, first, {"trial": chosen}, tmp_path, plan, notes) is skipped
     assert any("refine skipped" in n for n in notes) is skipped
     if skipped:
         assert "5 refine (round 1)" not in plan.planned
@@ -174,7 +181,7 @@ def test_refine_is_skipped_when_the_coarse_stage_keeps_the_recipes_values(
             before["final model and test"] + before["5 refine (round 1)"]
         )
         assert load_plan(tmp_path) == plan
-        assert recipe_confirmed(first, {"trial": chosen}, tmp_path, plan, notes)  # a restart
+        assert recipe_confirmed(raw, first, {"trial": chosen}, tmp_path, plan, notes)  # restart
         assert load_plan(tmp_path).planned == plan.planned
     elif plan:
         assert plan.planned == before

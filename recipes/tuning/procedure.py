@@ -184,12 +184,14 @@ def refine_trials(
 
 
 def recipe_confirmed(
-    first: dict, choice: dict, folder: Path, plan: Plan | None, notes: list[str]
+    raw: dict, first: dict, choice: dict, folder: Path, plan: Plan | None, notes: list[str]
 ) -> bool:
-    """Under a budget in wall time, a coarse stage that keeps the recipe's own values ends the
-    search: refine would re-run them against challengers it cannot tell apart from them in a few
-    epochs, and its planned time buys the final model more updates of values already known good."""
-    if plan is None or not first or choice["trial"] != 0:
+    """Under a budget in wall time, a coarse stage that keeps the recipe's own values (all that
+    it searched: trial 0 ran them) ends the search: refine would re-run them against challengers
+    it cannot tell apart from them in a few epochs, and its planned time buys the final model
+    more updates of values already known good."""
+    searched = {name for name, param in raw["parameters"].items() if "min" in param}
+    if plan is None or set(first) != searched or choice["trial"] != 0:
         return False
     if "5 refine (round 1)" in plan.planned:  # not yet moved by an earlier start
         plan.planned["final model and test"] += plan.planned.pop("5 refine (round 1)")
@@ -217,7 +219,7 @@ def search_stages(
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
     notes.append(f"coarse: {why}")
     clock.record("4 coarse search", started)
-    if recipe_confirmed(first, choice, folder, plan, notes):
+    if recipe_confirmed(raw, first, choice, folder, plan, notes):
         return stages
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
         todo = refine_trials(raw["refine"], round_, stages, clock, plan, notes)
