@@ -25,7 +25,7 @@ from recipes.tuning.plan import (
     make_plan,
     remeasured,
 )
-from recipes.tuning.procedure import recipe_confirmed, refine_trials
+from recipes.tuning.refine_time import recipe_confirmed, refine_trials
 
 # seconds per run, per training example, per evaluation; training-set size
 FAST_CPU = {"startup": 4.0, "per_example": 0.004, "eval": 0.5, "train_size": 1257}  # digits
