@@ -4,6 +4,7 @@ command is flagged at --dry-run with the command to add."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from recipes.cli import main
+from recipes.search.workers import start_ignoring_ctrl_c
 from tests.conftest import PYTHON, ROOT
 from tests.test_search import sweep_file
 
@@ -46,6 +48,22 @@ def test_ctrl_c_ends_an_open_sweep_and_keeps_its_trials(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted: sweep stopped")
     trials = optuna.load_study(study_name="open", storage=url).get_trials(deepcopy=False)
     assert sum(t.state == TrialState.COMPLETE for t in trials) >= 3
+
+
+def ignores_ctrl_c(queue) -> None:
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_a_spawned_worker_ignores_ctrl_c_until_it_installs_its_handler():
+    """A Ctrl-C that lands while a worker still imports ends nothing with a traceback; the sweep
+    process, which notes it and stops the workers, still hears it."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    proc = context.Process(target=ignores_ctrl_c, args=(queue,))
+    start_ignoring_ctrl_c([proc])
+    assert queue.get(timeout=120) is True
+    proc.join(timeout=60)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
 
 
 def test_dry_run_of_a_file_without_program_or_command_shows_the_command_to_add(tmp_path, capsys):

@@ -160,6 +160,18 @@ def share_trials(spec: SweepSpec, target: int, study: optuna.Study, run, heartbe
         time.sleep(min(heartbeat, POLL_SECONDS))
 
 
+def start_ignoring_ctrl_c(procs: list) -> None:
+    """Start spawned workers with Ctrl-C ignored until `work` installs its handler: one that
+    lands while a worker still imports would otherwise print a KeyboardInterrupt traceback
+    (Python keeps an inherited SIG_IGN; the sweep process notes Ctrl-C and stops them)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_workers(job: tuple, workers: int, qmc: bool) -> None:
     """This process is worker 0; workers 1..N-1 are spawned; each gets its share of threads."""
     import torch
@@ -168,8 +180,7 @@ def run_workers(job: tuple, workers: int, qmc: bool) -> None:
     threads = max(1, own // workers) if workers > 1 else None
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=work, args=(*job, i, threads, qmc)) for i in range(1, workers)]
-    for proc in procs:
-        proc.start()
+    start_ignoring_ctrl_c(procs)
     try:
         work(*job, 0, threads, qmc)
     finally:
