@@ -80,11 +80,16 @@ def coarse_sweep(
     }
 
 
+def ranges(raw: dict) -> dict[str, dict]:
+    """The parameters a sweep file searches over a range (the others are fixed values)."""
+    return {name: param for name, param in raw["parameters"].items() if "min" in param}
+
+
 def recipe_point(raw: dict, training: TrainingArguments) -> dict[str, float]:
     """The recipe's own values, as the coarse stage's first trial, where its ranges hold them:
     a recipe's defaults are an expert's prior, and the search has to beat them to be used."""
     return {
         name: getattr(training, name)
-        for name, param in raw["parameters"].items()
-        if "min" in param and param["min"] <= getattr(training, name) <= param["max"]
+        for name, param in ranges(raw).items()
+        if param["min"] <= getattr(training, name) <= param["max"]
     }

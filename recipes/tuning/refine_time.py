@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recipes.tuning.budget import Clock
+from recipes.tuning.coarse import ranges
 from recipes.tuning.plan import MIN_REFINE, Plan, remeasured, save_plan
 
 
@@ -38,8 +39,7 @@ def recipe_confirmed(
     it searched: trial 0 ran them) ends the search: refine would re-run them against challengers
     it cannot tell apart from them in a few epochs, and its planned time buys the final model
     more updates of values already known good."""
-    searched = {name for name, param in raw["parameters"].items() if "min" in param}
-    if plan is None or set(first) != searched or choice["trial"] != 0:
+    if plan is None or set(first) != set(ranges(raw)) or choice["trial"] != 0:
         return False
     if "5 refine (round 1)" in plan.planned:  # not yet moved by an earlier start
         plan.planned["final model and test"] += plan.planned.pop("5 refine (round 1)")
