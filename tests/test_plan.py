@@ -10,8 +10,8 @@ import pytest
 from recipes.core import runs
 from recipes.core.arguments import TrainingArguments
 from recipes.core.config import parse_config
-from recipes.tuning.budget import Budget, Clock
-from recipes.tuning.coarse import StageSizes, coarse_sweep
+from recipes.tuning.budget import FINAL, Budget, Clock, refine_step
+from recipes.tuning.coarse import StageSizes, coarse_sweep, first_trial_note, recipe_point
 from recipes.tuning.final import final_config
 from recipes.tuning.plan import (
     AFTER_TRAINING,
@@ -40,7 +40,7 @@ def test_the_plan_fills_the_budget_within_ten_percent(timing, left):
     """Or, when even its smallest form does not fit, says so (and the tune prints it)."""
     plan = make_plan(left, timing)
     total = sum(plan.planned.values())
-    final = plan.planned["final model and test"]
+    final = plan.planned[FINAL]
     assert plan.fits() == (total <= 1.1 * left) and plan.coarse >= 2 and plan.refine >= 1
     assert 0.85 * left <= total <= 1.1 * left or (not plan.fits() and final > 0.9 * left), plan
 
@@ -56,7 +56,7 @@ def test_a_large_training_set_gets_more_coarse_trials_on_a_subset():
 def test_the_final_model_gets_the_larger_part_of_the_budget(timing):
     """An expert searches with short runs and spends most of the time on the long final run."""
     plan = make_plan(1700.0, timing)
-    final = plan.planned["final model and test"]
+    final = plan.planned[FINAL]
     assert final >= FINAL_SHARE * 1700.0 > sum(plan.planned.values()) - final
     assert plan.affordable_updates(final, 100) > 2 * REFINE_EPOCHS * 100
 
@@ -76,7 +76,7 @@ def test_a_tight_budget_gives_the_final_more_and_searches_on_subsets(recipe_epoc
     """When the recipe's own epochs do not fit in 60%, the final gets up to 80%; the refine
     trials then train one epoch on a subset (each image once), so that two still fit."""
     plan = make_plan(1700.0, SLOW_CPU, recipe_epochs)
-    final = plan.planned["final model and test"]
+    final = plan.planned[FINAL]
     assert final == pytest.approx(MAX_FINAL_SHARE * 1700.0)
     assert plan.refine >= MIN_REFINE and plan.refine_epochs == 1 and plan.refine_fraction < 1
     assert plan.coarse >= MIN_COARSE and plan.fraction < plan.refine_fraction
@@ -95,7 +95,7 @@ def test_refine_trials_shorten_to_whole_epochs_then_to_one_epoch_on_a_subset(sec
 
 def test_a_roomy_budget_keeps_the_final_at_its_share_and_refines_on_all_the_data():
     plan = make_plan(7200.0, FASHION, 12)  # 12 epochs take 24% of it
-    assert plan.planned["final model and test"] == pytest.approx(FINAL_SHARE * 7200.0)
+    assert plan.planned[FINAL] == pytest.approx(FINAL_SHARE * 7200.0)
     assert plan.refine_fraction == 1.0 and plan.samples(plan.refine_fraction) == 0
 
 
@@ -146,7 +146,7 @@ def test_refine_runs_the_trials_that_fit_and_none_when_one_would_run_alone(tmp_p
     plan = make_plan(1700.0, SLOW_CPU, 12)
     one = plan.trial_seconds(plan.refine_epochs, plan.refine_fraction)
     clock, notes = Clock(tmp_path, Budget.parse("30m")), []
-    clock.steps["spent"] = 1800.0 - plan.planned["final model and test"] - (fit + 0.5) * one
+    clock.steps["spent"] = 1800.0 - plan.planned[FINAL] - (fit + 0.5) * one
     refine = {"run_cap": 4, "num_epochs": plan.refine_epochs}
     assert refine_trials(refine, 1, [], clock, plan, notes) == todo
     assert any("skipped" in n for n in notes) == (todo == 0)
@@ -176,15 +176,30 @@ def test_refine_is_skipped_when_the_coarse_stage_keeps_the_recipes_values(
     assert recipe_confirmed(raw, first, {"trial": chosen}, tmp_path, plan, notes) is skipped
     assert any("refine skipped" in n for n in notes) is skipped
     if skipped:
-        assert "5 refine (round 1)" not in plan.planned
-        assert plan.planned["final model and test"] == pytest.approx(
-            before["final model and test"] + before["5 refine (round 1)"]
-        )
+        assert refine_step(1) not in plan.planned
+        assert plan.planned[FINAL] == pytest.approx(before[FINAL] + before[refine_step(1)])
         assert load_plan(tmp_path) == plan
         assert recipe_confirmed(raw, first, {"trial": chosen}, tmp_path, plan, notes)  # restart
         assert load_plan(tmp_path).planned == plan.planned
     elif plan:
         assert plan.planned == before
+
+
+@pytest.mark.parametrize(
+    "lr, decay, kept, says",
+    [
+        (3e-3, 0.05, RECIPE_POINT, "the recipe's own values"),
+        (1e-4, 0.05, {"weight_decay": 0.05}, "learning_rate 0.0001 lies outside 0.0003 to 0.03"),
+        (1e-4, 1.0, {}, "outside the coarse ranges: trial 0 is sampled"),
+    ],
+)
+def test_coarse_trial_0_runs_what_of_the_recipe_its_ranges_hold_and_says_so(lr, decay, kept, says):
+    """A recipe value outside its range is sampled in trial 0, and the report names it."""
+    training = TrainingArguments(learning_rate=lr, weight_decay=decay)
+    raw = coarse_sweep(None, (3e-3, 0.03), StageSizes(6, 2), training, "none")
+    first = recipe_point(raw, training)
+    assert first == kept
+    assert says in first_trial_note(raw, first, training)
 
 
 @pytest.mark.parametrize("seconds", [400.0, 1000.0, 1500.0])

@@ -13,6 +13,15 @@ from recipes.core.files import write_atomic
 
 MIN_SECONDS = 60  # a wall-clock budget's floor: the rest is planned from measured times
 MIN_TRIALS = 3  # two coarse trials and one refine trial
+CHECKS = "1-3 checks"  # the steps' names in a tune folder's timings.json and plan.json
+TIMING = "3b timing run"
+COARSE = "4 coarse search"
+FINAL = "final model and test"
+
+
+def refine_step(round_: int) -> str:
+    """A refine round's step name, as `Clock` and `Plan` key it."""
+    return f"5 refine (round {round_})"
 
 
 @dataclass

@@ -93,3 +93,16 @@ def recipe_point(raw: dict, training: TrainingArguments) -> dict[str, float]:
         for name, param in ranges(raw).items()
         if param["min"] <= getattr(training, name) <= param["max"]
     }
+
+
+def first_trial_note(raw: dict, first: dict[str, float], training: TrainingArguments) -> str:
+    """What coarse trial 0 runs: the recipe's values, or those its ranges hold with the others
+    sampled, so that a reader of the report knows how far trial 0 is the recipe's."""
+    if not first:
+        return "the recipe's own values lie outside the coarse ranges: trial 0 is sampled"
+    outside = [f"{name} {getattr(training, name):g} lies outside {p['min']:g} to {p['max']:g}"
+               for name, p in ranges(raw).items() if name not in first]  # fmt: skip
+    if not outside:
+        return f"coarse trial 0: the recipe's own values {first}"
+    return (f"coarse trial 0: the recipe's {first} only, as its {', '.join(outside)}, "
+            "so trial 0 samples it")  # fmt: skip

@@ -18,6 +18,7 @@ from recipes.core.arguments import TrainingArguments
 from recipes.core.config import RecipeConfig, parse_config
 from recipes.core.files import write_atomic
 from recipes.schedules import affordable_updates, updates_per_epoch
+from recipes.tuning.budget import COARSE, FINAL, refine_step
 
 FINAL_SHARE = 0.6  # of the budget after the checks: the final model's long run, at least
 MAX_FINAL_SHARE = 0.8  # and up to this when the recipe's own epochs need more than FINAL_SHARE
@@ -121,9 +122,9 @@ def make_plan(left: float, timing: dict[str, float], recipe_epochs: int = 0) -> 
     _, plan.fraction = plan.shape(coarse_time, MIN_COARSE, 1)  # more, shorter trials on a subset
     plan.coarse = max(2, math.floor(coarse_time / plan.trial_seconds(1, plan.fraction)))
     plan.planned = {
-        "4 coarse search": plan.coarse * plan.trial_seconds(1, plan.fraction),
-        "5 refine (round 1)": plan.refine * refine_trial,
-        "final model and test": final,
+        COARSE: plan.coarse * plan.trial_seconds(1, plan.fraction),
+        refine_step(1): plan.refine * refine_trial,
+        FINAL: final,
     }
     return plan
 

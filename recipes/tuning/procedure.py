@@ -19,10 +19,10 @@ from recipes.core.files import write_atomic
 from recipes.core.locks import folder_lock
 from recipes.ensembles.ensemble import score_saved
 from recipes.training.route import run_recipe
-from recipes.tuning.budget import Budget, Clock
+from recipes.tuning.budget import CHECKS, COARSE, FINAL, TIMING, Budget, Clock, refine_step
 from recipes.tuning.champion import champion
 from recipes.tuning.check_report import CHECKS_FILE
-from recipes.tuning.coarse import StageSizes, coarse_sweep, recipe_point
+from recipes.tuning.coarse import StageSizes, coarse_sweep, first_trial_note, recipe_point
 from recipes.tuning.final import final_config
 from recipes.tuning.inputs import check_recipe
 from recipes.tuning.plan import Plan, load_plan, make_plan, remeasured, save_plan, time_run
@@ -103,7 +103,7 @@ def plan_search(
     if plan is None:
         started = time.perf_counter()
         timing = time_run(recipe, config, folder / "timing")
-        clock.record("3b timing run", started)
+        clock.record(TIMING, started)
         plan = make_plan(clock.left(), timing, config.training.num_epochs)
         save_plan(folder, plan)
     if not plan.fits():
@@ -171,7 +171,7 @@ def search_stages(
     choice, why = champion(study, first)
     stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
     notes.append(f"coarse: {why}")
-    clock.record("4 coarse search", started)
+    clock.record(COARSE, started)
     if recipe_confirmed(raw, first, choice, folder, plan, notes):
         return stages
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
@@ -186,7 +186,7 @@ def search_stages(
         summary = summarize(spec, study, stage_folder)
         stages.append(Stage(f"refine {round_}", stage_folder, summary, choice))
         notes.append(f"refine round {round_}: {why}")
-        clock.record(f"5 refine (round {round_})", started)
+        clock.record(refine_step(round_), started)
         findings = diagnose(load_history(choice["run_dir"]))
         summary["findings"] = [str(f) for f in findings]
         longer = [f.rule for f in findings if f.rule in LONGER]
@@ -218,7 +218,7 @@ def procedure(
     started = time.perf_counter()
     print("steps 1-3: initial loss, overfit a small sample, LR range test", flush=True)
     checks = checks_step(config, folder)
-    clock.record("1-3 checks", started)
+    clock.record(CHECKS, started)
     failure = blocking_failure(checks)
     if failure is not None:
         notes.append(f"stopped at {failure['name']}: {failure['finding']} -> {failure['action']}")
@@ -231,8 +231,7 @@ def procedure(
     raw = coarse_sweep(recipe, (lr, lr_max), sizes, config.training, args.report_to)
     write_atomic(folder / "coarse.yaml", yaml.safe_dump(raw, sort_keys=False))
     first = recipe_point(raw, config.training)
-    notes.append(f"coarse trial 0: the recipe's own values {first}" if first else
-                 "the recipe's own values lie outside the coarse ranges")  # fmt: skip
+    notes.append(first_trial_note(raw, first, config.training))
     stages = search_stages(raw, first, folder, clock, notes, plan)
     best = stages[-1].champion
     started = time.perf_counter()
@@ -255,7 +254,7 @@ def procedure(
                      "compressed to end on time")  # fmt: skip
     members = ensemble_members(folder / "final", stages, args.ensemble)
     scores = score_saved(members, final.data)
-    clock.record("final model and test", started)
+    clock.record(FINAL, started)
     kept = {m.parent.resolve() for m in members.values()}  # not final/: it resumes
     prune_weights([*trials, folder / "timing"], kept)
     write(folder, recipe, budget, checks, stages, scores, notes, clock)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recipes.tuning.budget import Clock
+from recipes.tuning.budget import FINAL, Clock, refine_step
 from recipes.tuning.coarse import ranges
 from recipes.tuning.plan import MIN_REFINE, Plan, remeasured, save_plan
 
@@ -19,7 +19,7 @@ def refine_trials(
     cap, epochs = refine["run_cap"], refine["num_epochs"] * round_  # the coarse file's options
     if plan is None:
         return cap
-    spare = clock.left() - plan.planned["final model and test"]
+    spare = clock.left() - plan.planned[FINAL]
     speed = remeasured(plan, rows)  # the finished trials
     todo = min(cap, speed.trials_that_fit(spare, epochs, plan.refine_fraction))
     if todo < cap:
@@ -41,8 +41,8 @@ def recipe_confirmed(
     more updates of values already known good."""
     if plan is None or set(first) != set(ranges(raw)) or choice["trial"] != 0:
         return False
-    if "5 refine (round 1)" in plan.planned:  # not yet moved by an earlier start
-        plan.planned["final model and test"] += plan.planned.pop("5 refine (round 1)")
+    if refine_step(1) in plan.planned:  # not yet moved by an earlier start
+        plan.planned[FINAL] += plan.planned.pop(refine_step(1))
         save_plan(folder, plan)
     notes.append("refine skipped: the coarse stage kept the recipe's values, so the time planned "
                  "for refine goes to the final model")  # fmt: skip
