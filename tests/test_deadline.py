@@ -83,8 +83,20 @@ def test_the_end_moves_to_what_the_time_left_affords(tmp_path: Path) -> None:
     keep_time(loop, spent=90.0, update_seconds=0.1, eval_seconds=1.0)
     assert loop.plan.total == 60 and loop.plan.epochs == 3
     assert loop.state["schedule"] == dataclasses.asdict(Warp(200, 60, 0, 0.0))
-    keep_time(loop, spent=99.9, update_seconds=0.1, eval_seconds=1.0)  # no time: stop now
-    assert loop.plan.total == 0
+    keep_time(loop, spent=99.9, update_seconds=0.1, eval_seconds=1.0)  # no time: one more
+    assert loop.plan.total == 1 and loop.warp(1) == pytest.approx(200)  # at the schedule's end
+
+
+def test_a_run_out_of_time_before_its_moved_end_ends_on_one_update_at_the_schedules_end(tmp_path):
+    """Moved to end at update 43, the time is up at the epoch's end at update 40: the cosine
+    would stop short of zero, so the run makes one more update, its LR at the schedule's end."""
+    loop = prepared(tmp_path)
+    loop.warp.end_at(0, 43)
+    loop.plan = dataclasses.replace(loop.plan, total=43)
+    loop.state["step"] = 40
+    keep_time(loop, spent=100.0, update_seconds=0.1, eval_seconds=1.0)
+    assert loop.plan.total == 41 and loop.warp(41) == pytest.approx(200)
+    assert loop.state["schedule"]["total"] == 41
 
 
 def test_more_time_than_planned_never_lengthens_the_run(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from recipes.core import runs
 from recipes.core.errors import RecipeError
 from recipes.search.storage import make_storage
 from tests.conftest import PYTHON, ROOT, run_cli
@@ -101,7 +102,8 @@ def test_run_cap_counts_across_processes(postgres_url, tmp_path):
 
 
 def checkpointed_trial(url: str, pid: int, deadline: float):
-    """The first trial of process `pid` with a saved checkpoint, waiting for it."""
+    """The first trial of process `pid` with a whole saved checkpoint (one still being written
+    when the process is killed is not resumed from), waiting for it."""
     while time.time() < deadline:
         try:
             trials = load(url, "killed")
@@ -109,7 +111,7 @@ def checkpointed_trial(url: str, pid: int, deadline: float):
             trials = []
         for t in trials:
             run = t.user_attrs.get("run_dir")
-            if t.user_attrs.get("pid") == pid and run and list(Path(run).glob("checkpoints/*")):
+            if t.user_attrs.get("pid") == pid and run and runs.checkpoint_dirs(Path(run)):
                 return t
         time.sleep(0.3)
     raise AssertionError("no trial of the first process reached a checkpoint in time")

@@ -29,11 +29,12 @@ def updates_in_time(loop: Loop, left: float, update_seconds: float, eval_seconds
 def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: float) -> None:
     """Move the run's end to the update the time left affords, and say so when it moves; a run
     that has made its last update is over (its LR is at the schedule's end), however much time
-    is left."""
+    is left. One whose time is up makes one more update, at the schedule's end, so that it
+    never stops mid-decay when the time runs out just before the end it last planned."""
     step, limit = loop.state["step"], loop.config.training.max_seconds
     if step >= loop.plan.total:
         return
-    total = updates_in_time(loop, limit - spent, update_seconds, eval_seconds)
+    total = max(updates_in_time(loop, limit - spent, update_seconds, eval_seconds), step + 1)
     if total == loop.plan.total:
         return
     if loop.accelerator.is_main_process:  # above the progress bar, not inside its line
