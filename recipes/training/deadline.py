@@ -34,12 +34,14 @@ def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: flo
     step, limit = loop.state["step"], loop.config.training.max_seconds
     if step >= loop.plan.total:
         return
-    total = max(updates_in_time(loop, limit - spent, update_seconds, eval_seconds), step + 1)
+    afforded = updates_in_time(loop, limit - spent, update_seconds, eval_seconds)
+    total = max(afforded, step + 1)
     if total == loop.plan.total:
         return
     if loop.accelerator.is_main_process:  # above the progress bar, not inside its line
+        more = f"{afforded - step} more" if afforded > step else "none (one last update)"
         tqdm.write(
-            f"max_seconds: {limit - spent:.0f}s left at update {step} afford {total - step} more "
+            f"max_seconds: {limit - spent:.0f}s left at update {step} afford {more} "
             f"at {update_seconds * 1000:.0f}ms each; the schedule now ends at update {total} "
             f"(planned {loop.warp.planned})"
         )
