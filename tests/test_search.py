@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
@@ -115,8 +117,28 @@ def trial_states(url: str, name: str) -> list:
         return []
 
 
+def stopped_in_a_later_trial(proc: subprocess.Popen, url: str, name: str) -> list:
+    """Freeze the sweep (SIGSTOP) while a trial after the first runs, and return its trials as
+    they stand; a sweep caught between trials, or in a write to the storage, runs on until the
+    next poll."""
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            trials = trial_states(url, name)
+        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):
+            # frozen while it holds the database's write lock
+            trials = []
+        running = [t for t in trials if t.state == TrialState.RUNNING and "pid" in t.user_attrs]
+        if any(t.number for t in running):
+            return trials
+        os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError(f"sweep {name} ended or ran out of time before a poll found a later trial")
+
+
 def test_killed_sweep_restarts_with_what_is_left_on_two_workers(tmp_path):
-    """Kill a sweep in its second trial; the restart keeps trial 0 and retries the killed one."""
+    """Kill a sweep in a later trial; the restart keeps the finished ones and retries it."""
     parameters = {"learning_rate": {"values": [1e-3, 3e-3]}, "weight_decay": {"values": [0, 0.1]}}
     path = sweep_file(tmp_path, "killed", method="grid", parameters=parameters)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -129,19 +151,14 @@ def test_killed_sweep_restarts_with_what_is_left_on_two_workers(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            trials = trial_states(url, "killed")
-            if len(trials) >= 2 and "pid" in trials[1].user_attrs:
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the sweep did not reach its second trial in time")
+        before = stopped_in_a_later_trial(proc, url, "killed")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a sweep that ended on its own
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    first = trial_states(url, "killed")[0]
-    assert first.state == TrialState.COMPLETE
+    (killed,) = [t for t in before if t.state == TrialState.RUNNING]
+    done = {t.number: t.datetime_complete for t in before if t.state == TrialState.COMPLETE}
+    assert sorted(done) == list(range(killed.number))
     restart = run_cli(*args, "--workers", "2", cwd=tmp_path)
     assert restart.returncode == 0, restart.stderr[-2000:]
     trials = trial_states(url, "killed")
@@ -152,15 +169,17 @@ def test_killed_sweep_restarts_with_what_is_left_on_two_workers(tmp_path):
         (3e-3, 0),
         (3e-3, 0.1),
     ]
-    assert complete[0].datetime_complete == first.datetime_complete  # not run again
-    retry = next(t for t in trials if t.system_attrs.get("retry_history") == [1])
-    assert retry.state == TrialState.COMPLETE and retry.user_attrs["run_dir"].endswith("trial_001")
+    assert {t.number: t.datetime_complete for t in complete if t.number in done} == done
+    retry = next(t for t in trials if t.system_attrs.get("retry_history") == [killed.number])
+    assert retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["run_dir"].endswith(f"trial_{killed.number:03d}")
     assert "2 worker(s)" in restart.stdout
-    # The two workers share the 3 trials left, each with half the threads; the spawned one
+    # The two workers share the trials left, each with half the threads; the spawned one
     # starts seconds after the first and may find none left.
-    workers = {t.user_attrs["pid"] for t in complete[1:]}
-    assert 1 <= len(workers) <= 2 and {t.user_attrs["threads"] for t in complete[1:]} == {
-        max(1, first.user_attrs["threads"] // 2)
+    rerun = [t for t in complete if t.number not in done]
+    workers = {t.user_attrs["pid"] for t in rerun}
+    assert 1 <= len(workers) <= 2 and {t.user_attrs["threads"] for t in rerun} == {
+        max(1, killed.user_attrs["threads"] // 2)
     }
 
 
