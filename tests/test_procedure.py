@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +16,8 @@ import yaml
 from optuna.trial import TrialState
 
 from recipes.cli import main
+from recipes.core import runs
+from recipes.tuning.budget import FINAL
 from recipes.tuning.champion import champion
 from tests.conftest import PYTHON, ROOT, run_cli
 from tests.kill_harness import run_with_kills
@@ -155,3 +161,38 @@ def test_killed_tune_ends_with_a_report_and_reruns_no_finished_trial(tuned, tmp_
             trials = optuna.load_study(study_name=summary.study_name, storage=url).trials
             done = [t.user_attrs["run_dir"] for t in trials if t.state == TrialState.COMPLETE]
             assert len(done) == len(set(done)), f"a finished trial ran again in {db}"
+
+
+def killed_in_final(command: list[str], folder: Path) -> float:
+    """Start the tune and SIGKILL it once its final model has a checkpoint and some of the
+    final's time is counted; returns that time."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            timings = folder / "timings.json"
+            spent = json.loads(timings.read_text()).get(FINAL, 0) if timings.is_file() else 0
+            if spent and runs.checkpoint_dirs(folder / "final"):
+                return spent
+            time.sleep(0.2)
+        raise AssertionError("the tune ended or ran out of time before its final's checkpoint")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_tune_killed_in_its_final_model_resumes_it_and_counts_the_lost_time(tuned, tmp_path):
+    """Under a wall-clock budget the restart trains the final model the first start began (its
+    size kept in budget_left.json, not recomputed from the smaller time left), from its
+    checkpoint, and the killed start's time counts against the budget."""
+    recipe, _, _ = tuned
+    folder = tmp_path / "wall"
+    args = ["tune", str(recipe), "--budget", "60s", "--output_dir", str(folder)]
+    lost = killed_in_final([PYTHON, "-m", "recipes", *args], folder)
+    restart = run_cli(*args, timeout=600)
+    assert restart.returncode == 0, restart.stderr[-2000:]
+    assert f"run {folder / 'final'}:" in restart.stdout and "resumed at step" in restart.stdout
+    assert json.loads((folder / "timings.json").read_text())[FINAL] > lost
+    assert FINAL in json.loads((folder / "budget_left.json").read_text())

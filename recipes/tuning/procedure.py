@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,9 +100,8 @@ def plan_search(
         return StageSizes(*clock.budget.split(), full=full), None
     plan = load_plan(folder)
     if plan is None:
-        started = time.perf_counter()
-        timing = time_run(recipe, config, folder / "timing")
-        clock.record(TIMING, started)
+        with clock.step(TIMING):
+            timing = time_run(recipe, config, folder / "timing")
         plan = make_plan(clock.left(), timing, config.training.num_epochs)
         save_plan(folder, plan)
     if not plan.fits():
@@ -166,27 +164,26 @@ def search_stages(
     from recipes.tuning.curves import diagnose, load_history
 
     spec, stage_folder, stages = build_spec(raw, raw["name"]), folder / "coarse", []
-    started = time.perf_counter()
-    study = run_stage(spec, stage_folder, SweepOptions(qmc=True, first=(first,) if first else ()))
-    choice, why = champion(study, first)
-    stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
+    with clock.step(COARSE):
+        options = SweepOptions(qmc=True, first=(first,) if first else ())
+        study = run_stage(spec, stage_folder, options)
+        choice, why = champion(study, first)
+        stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
     notes.append(f"coarse: {why}")
-    clock.record(COARSE, started)
     if recipe_confirmed(raw, first, choice, folder, plan, notes):
         return stages
     for round_ in (1, 2):  # epochs: coarse 1 -> refine 3 (or fewer) -> again twice that
         todo = refine_trials(raw["refine"], round_, finished_rows(stages), clock, plan, notes)
         if todo < 1:
             break
-        started = time.perf_counter()
-        options = SweepOptions(qmc=True)
-        spec, study = refine(spec, study, stage_folder, options, todo, choice["values"])
-        stage_folder = stage_folder / "refine"
-        choice, why = champion(study, choice["values"])
-        summary = summarize(spec, study, stage_folder)
-        stages.append(Stage(f"refine {round_}", stage_folder, summary, choice))
+        with clock.step(refine_step(round_)):
+            options = SweepOptions(qmc=True)
+            spec, study = refine(spec, study, stage_folder, options, todo, choice["values"])
+            stage_folder = stage_folder / "refine"
+            choice, why = champion(study, choice["values"])
+            summary = summarize(spec, study, stage_folder)
+            stages.append(Stage(f"refine {round_}", stage_folder, summary, choice))
         notes.append(f"refine round {round_}: {why}")
-        clock.record(refine_step(round_), started)
         findings = diagnose(load_history(choice["run_dir"]))
         summary["findings"] = [str(f) for f in findings]
         longer = [f.rule for f in findings if f.rule in LONGER]
@@ -197,6 +194,39 @@ def search_stages(
         notes.append(f"after refine round {round_}: {', '.join(longer)} -> back to step 5, "
                      "around the chosen values, trained twice as long")  # fmt: skip
     return stages
+
+
+def final_step(
+    recipe: str | None,
+    args: TuneOptions,
+    folder: Path,
+    stages: list[Stage],
+    plan: Plan | None,
+    clock: Clock,
+    notes: list[str],
+) -> tuple[dict[str, Path], dict]:
+    """The chosen values trained on all the data for the time left, then tested (with the
+    ensemble's other members when asked)."""
+    best = stages[-1].champion
+    print(f"final model: the chosen trial ({best['value']:.4f}) trained longer", flush=True)
+    speed = plan and remeasured(plan, finished_rows(stages))  # as the trials ran, not timed
+    left = clock.left_at(FINAL)
+    final = final_config(recipe, best, folder, speed, left)
+    if speed:
+        t = final.training
+        notes.append(
+            f"final model: {t.max_steps} updates in {t.num_epochs} epochs, "
+            f"{speed.epoch_seconds:.1f}s each as the search trials ran (the timed run said "
+            f"{plan.epoch_seconds:.1f}s), in the {left:.0f}s left; its epochs kept to "
+            f"{t.max_seconds:.0f}s (max_seconds)"
+        )
+    made = run_recipe(final)
+    if made.get("planned_steps", made["steps"]) > made["steps"]:
+        notes.append(f"final model: the machine ran slower than the trials had, so it made "
+                     f"{made['steps']} of its {made['planned_steps']} updates, its LR schedule "
+                     "compressed to end on time")  # fmt: skip
+    members = ensemble_members(folder / "final", stages, args.ensemble)
+    return members, score_saved(members, final.data)
 
 
 def tune(recipe: str | None = None, args: TuneOptions | None = None) -> int:
@@ -215,10 +245,9 @@ def procedure(
 ) -> int:
     """The seven steps in `folder`, continuing what an earlier start left."""
     clock, notes = Clock(folder, budget), []
-    started = time.perf_counter()
     print("steps 1-3: initial loss, overfit a small sample, LR range test", flush=True)
-    checks = checks_step(config, folder)
-    clock.record(CHECKS, started)
+    with clock.step(CHECKS):
+        checks = checks_step(config, folder)
     failure = blocking_failure(checks)
     if failure is not None:
         notes.append(f"stopped at {failure['name']}: {failure['finding']} -> {failure['action']}")
@@ -233,30 +262,10 @@ def procedure(
     first = recipe_point(raw, config.training)
     notes.append(first_trial_note(raw, first, config.training))
     stages = search_stages(raw, first, folder, clock, notes, plan)
-    best = stages[-1].champion
-    started = time.perf_counter()
-    print(f"final model: the chosen trial ({best['value']:.4f}) trained longer", flush=True)
-    trials = trial_folders(s.folder for s in stages)
-    speed = plan and remeasured(plan, finished_rows(stages))  # as the trials ran, not timed
-    final = final_config(recipe, best, folder, speed, clock.left())
-    if speed:
-        t = final.training
-        notes.append(
-            f"final model: {t.max_steps} updates in {t.num_epochs} epochs, "
-            f"{speed.epoch_seconds:.1f}s each as the search trials ran (the timed run said "
-            f"{plan.epoch_seconds:.1f}s), in the {clock.left():.0f}s left; its epochs kept to "
-            f"{t.max_seconds:.0f}s (max_seconds)"
-        )
-    made = run_recipe(final)
-    if made.get("planned_steps", made["steps"]) > made["steps"]:
-        notes.append(f"final model: the machine ran slower than the trials had, so it made "
-                     f"{made['steps']} of its {made['planned_steps']} updates, its LR schedule "
-                     "compressed to end on time")  # fmt: skip
-    members = ensemble_members(folder / "final", stages, args.ensemble)
-    scores = score_saved(members, final.data)
-    clock.record(FINAL, started)
+    with clock.step(FINAL):
+        members, scores = final_step(recipe, args, folder, stages, plan, clock, notes)
     kept = {m.parent.resolve() for m in members.values()}  # not final/: it resumes
-    prune_weights([*trials, folder / "timing"], kept)
+    prune_weights([*trial_folders(s.folder for s in stages), folder / "timing"], kept)
     write(folder, recipe, budget, checks, stages, scores, notes, clock)
     top = scores.get("ensemble", scores["final"])
     print(f"test accuracy {top['accuracy']:.4f}, NLL {top['nll']:.4f}, ECE {top['ece']:.4f}")

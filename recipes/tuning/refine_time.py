@@ -19,7 +19,7 @@ def refine_trials(
     cap, epochs = refine["run_cap"], refine["num_epochs"] * round_  # the coarse file's options
     if plan is None:
         return cap
-    spare = clock.left() - plan.planned[FINAL]
+    spare = clock.left_at(refine_step(round_)) - plan.planned[FINAL]
     speed = remeasured(plan, rows)  # the finished trials
     todo = min(cap, speed.trials_that_fit(spare, epochs, plan.refine_fraction))
     if todo < cap:
