@@ -21,6 +21,7 @@ from recipes.tuning.budget import FINAL
 from recipes.tuning.champion import champion
 from tests.conftest import PYTHON, ROOT, run_cli
 from tests.kill_harness import run_with_kills
+from tests.test_clock import counted
 
 TIMES: dict[str, float] = {}
 
@@ -171,8 +172,7 @@ def killed_in_final(command: list[str], folder: Path) -> float:
     try:
         deadline = time.time() + 600
         while time.time() < deadline and proc.poll() is None:
-            timings = folder / "timings.json"
-            spent = json.loads(timings.read_text()).get(FINAL, 0) if timings.is_file() else 0
+            spent = counted(folder, FINAL)
             if spent and runs.checkpoint_dirs(folder / "final"):
                 return spent
             time.sleep(0.2)
