@@ -125,7 +125,8 @@ def test_tune_started_again_reuses_what_is_done(tuned) -> None:
         (["missing.yaml"], "recipe file not found: missing.yaml"),
         (["--budget", "10s"], "--budget 10s is too small: the checks, a timed run"),
         (["--budget", "2"], "--budget 2 is too small: the procedure needs at least 3 trials"),
-        (["--budget", "soon"], "--budget 'soon': use minutes"),
+        (["--budget", "soon"], "--budget 'soon': use hours (1h), minutes (5m)"),
+        (["--budget", "3.5"], "--budget 3.5: trials are counted whole; use --budget 3 for"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, capsys, args: list[str], message: str) -> None:

@@ -12,7 +12,7 @@ def tune_command(argv: list[str]) -> None:
     """`recipes tune [RECIPE.yaml] [--budget 5m|N] [--ensemble K] [--output_dir DIR]`."""
     parser = command_parser("recipes tune", description="the lecture's procedure, end to end")
     parser.add_argument("recipe", nargs="?", help="recipe YAML (default: embedded digits)")
-    parser.add_argument("--budget", default="5m", help="wall clock (5m, 300s) or trials (12)")
+    parser.add_argument("--budget", default="5m", help="wall clock (1h, 5m, 300s) or trials (12)")
     parser.add_argument(
         "--ensemble", type=positive_int, default=1, help="final: ensemble of the top K"
     )

@@ -40,10 +40,17 @@ class Budget:
     def parse(cls, text: str) -> Budget:
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h)?", text.strip())
         if not match:
-            raise RecipeError(f"--budget {text!r}: use minutes (5m), seconds (300s) or trials (12)")
+            raise RecipeError(
+                f"--budget {text!r}: use hours (1h), minutes (5m), seconds (300s) or trials (12)"
+            )
         value, unit = float(match[1]), match[2]
         if unit is None:
-            if int(value) < MIN_TRIALS:
+            if not value.is_integer():
+                raise RecipeError(
+                    f"--budget {text}: trials are counted whole; use --budget {int(value)} for "
+                    f"trials, or add a unit ({text}m) for time"
+                )
+            if value < MIN_TRIALS:
                 raise RecipeError(
                     f"--budget {text} is too small: the procedure needs at least {MIN_TRIALS} "
                     "trials (2 coarse, 1 refine)"
