@@ -99,6 +99,19 @@ def test_a_run_out_of_time_before_its_moved_end_ends_on_one_update_at_the_schedu
     assert loop.state["schedule"]["total"] == 41
 
 
+def test_the_end_is_said_when_it_moves_far_and_at_the_last_update(tmp_path: Path, capsys):
+    """Planned 200 updates, re-planned at update 0 as time goes: the end is said at its first
+    move (to 60), not at a move of under 2% of the plan (4 updates) since it was said (to 57),
+    again at one of 5 from what was said (to 55), and for the one last update."""
+    loop = prepared(tmp_path)
+    said = []
+    for spent in (90.0, 90.3, 90.5, 99.9):
+        keep_time(loop, spent=spent, update_seconds=0.1, eval_seconds=1.0)
+        out = capsys.readouterr().out
+        said.append(loop.plan.total if "max_seconds:" in out else None)
+    assert said == [60, None, 55, 1]
+
+
 def test_more_time_than_planned_never_lengthens_the_run(tmp_path: Path) -> None:
     loop = prepared(tmp_path)
     keep_time(loop, spent=0.0, update_seconds=0.001, eval_seconds=0.01)

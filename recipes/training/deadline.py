@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 
 from recipes.schedules import affordable_updates
 
+SAY_SHARE = 0.02  # of the planned updates: how far the end moves before it is said again
+
 if TYPE_CHECKING:
     from recipes.training.engine import Loop
 
@@ -26,8 +28,15 @@ def updates_in_time(loop: Loop, left: float, update_seconds: float, eval_seconds
     return int(loop.accelerator.gather(mine).min())  # every process stops at the same update
 
 
+def worth_saying(loop: Loop, total: int, afforded: int) -> bool:
+    """A move of the end by SAY_SHARE of the planned updates since it was last said, or the
+    last update: a run of short epochs otherwise prints a line at each epoch's end."""
+    said = loop.said_end or loop.warp.planned
+    return afforded <= loop.state["step"] or abs(total - said) >= SAY_SHARE * loop.warp.planned
+
+
 def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: float) -> None:
-    """Move the run's end to the update the time left affords, and say so when it moves; a run
+    """Move the run's end to the update the time left affords, and say so when it moves far; a run
     that has made its last update is over (its LR is at the schedule's end), however much time
     is left. One whose time is up makes one more update, at the schedule's end, so that it
     never stops mid-decay when the time runs out just before the end it last planned."""
@@ -38,9 +47,10 @@ def keep_time(loop: Loop, spent: float, update_seconds: float, eval_seconds: flo
     total = max(afforded, step + 1)
     if total == loop.plan.total:
         return
-    if loop.accelerator.is_main_process:  # above the progress bar, not inside its line
+    if loop.accelerator.is_main_process and worth_saying(loop, total, afforded):
         more = f"{afforded - step} more" if afforded > step else "none (one last update)"
-        tqdm.write(
+        loop.said_end = total
+        tqdm.write(  # above the progress bar, not inside its line
             f"max_seconds: {limit - spent:.0f}s left at update {step} afford {more} "
             f"at {update_seconds * 1000:.0f}ms each; the schedule now ends at update {total} "
             f"(planned {loop.warp.planned})"

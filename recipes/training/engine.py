@@ -64,6 +64,7 @@ class Loop:
     run_dir: Path
     state: dict
     train_eval_loader: DataLoader | None = None  # training images, unaugmented
+    said_end: int = 0  # the last update max_seconds last printed as the run's end
 
     @property
     def unwrapped(self) -> torch.nn.Module:
