@@ -18,7 +18,7 @@ from recipes.core.decode import decode, image_channels
 from recipes.core.errors import RecipeError
 from recipes.core.fashion import files_stamp, load_fashion_mnist
 from recipes.core.folders import check_images, load_image_folder
-from recipes.core.hub import require_hub
+from recipes.core.hub import hub_offline, offline_error, require_hub
 
 DIGITS_SIZE = 32
 SPLIT_SEED = 0
@@ -95,13 +95,16 @@ def add_missing_splits(splits: DatasetDict, label_column: str) -> DatasetDict:
 
 def load_hub_dataset(name: str) -> DatasetDict:
     """A hub dataset id; offline it must already be in the local cache."""
-    fix = "set HF_HUB_OFFLINE=1 to use the local cache, or use dataset: imagefolder with data_dir"
-    require_hub(f"dataset {name!r}", fix)
+    other = "or use dataset: imagefolder with data_dir"
+    require_hub(f"dataset {name!r}", f"set HF_HUB_OFFLINE=1 to use the local cache, {other}")
     try:
         return load_dataset(name)
     except Exception as err:
+        if hub_offline() and isinstance(err, ConnectionError):  # not in the cache
+            fix = f"load it once with the network (HF_HUB_OFFLINE=0) to cache it, {other}"
+            raise offline_error(f"dataset {name!r}", fix) from None
         raise RecipeError(
-            f"could not load dataset {name!r} ({type(err).__name__}); {fix}"
+            f"could not load dataset {name!r} ({type(err).__name__}); check its id, {other}"
         ) from None
 
 
