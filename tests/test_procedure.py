@@ -17,8 +17,11 @@ from optuna.trial import TrialState
 
 from recipes.cli import main
 from recipes.core import runs
+from recipes.search.spec import load_sweep
+from recipes.search.trial import as_best
 from recipes.tuning.budget import FINAL
 from recipes.tuning.champion import champion
+from recipes.tuning.procedure import chosen_stage
 from tests.conftest import PYTHON, ROOT, run_cli
 from tests.kill_harness import run_with_kills
 from tests.test_clock import counted
@@ -197,3 +200,18 @@ def test_a_tune_killed_in_its_final_model_resumes_it_and_counts_the_lost_time(tu
     assert f"run {folder / 'final'}:" in restart.stdout and "resumed at step" in restart.stdout
     assert json.loads((folder / "timings.json").read_text())[FINAL] > lost
     assert FINAL in json.loads((folder / "budget_left.json").read_text())
+
+
+def test_a_stage_warns_of_the_edge_its_chosen_values_lie_on_not_its_best_trials(tmp_path):
+    """Trial 0, the incumbent, mid-range; trial 1 ahead of it (within the noise, so the
+    incumbent is kept) at the upper edge of the LR range: the warning follows the choice."""
+    spec = load_sweep(ROOT / "recipes" / "configs" / "sweeps" / "random.yaml")
+    study = optuna.create_study(direction="maximize")
+    for number, (lr, accuracy) in enumerate([(3e-3, 0.90), (0.09, 0.91)]):
+        values = {"learning_rate": lr, "weight_decay": 1e-3, "label_smoothing": 0.0}
+        attrs = {"values": values, "run_dir": str(tmp_path / f"trial_{number}"), "args": []}
+        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs=attrs))
+    incumbent, challenger = (as_best(t) for t in study.trials)
+    assert chosen_stage("coarse", spec, study, tmp_path, incumbent).summary["warnings"] == []
+    (warning,) = chosen_stage("coarse", spec, study, tmp_path, challenger).summary["warnings"]
+    assert warning.startswith("chosen learning_rate=0.09 lies at the upper edge")

@@ -58,7 +58,7 @@ def trial_folders(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     return where
 
 
-def edge_warnings(spec: SweepSpec, best: dict[str, Any]) -> list[str]:
+def edge_warnings(spec: SweepSpec, best: dict[str, Any], label: str = "best") -> list[str]:
     """The lecture's check: a best value on the edge of its range means the range was too small."""
     out = []
     for param in spec.params:
@@ -76,7 +76,7 @@ def edge_warnings(spec: SweepSpec, best: dict[str, Any]) -> list[str]:
         if where <= 0.1 or where >= 0.9:
             side = "lower" if where <= 0.1 else "upper"
             out.append(
-                f"best {param.name}={value:.4g} lies at the {side} edge of the searched range "
+                f"{label} {param.name}={value:.4g} lies at the {side} edge of the searched range "
                 f"[{low:.4g}, {high:.4g}]: widen the range and search again"
             )
     return out

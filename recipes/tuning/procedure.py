@@ -7,7 +7,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -28,6 +28,11 @@ from recipes.tuning.plan import Plan, load_plan, make_plan, remeasured, save_pla
 from recipes.tuning.prune import prune_weights, trial_folders
 from recipes.tuning.refine_time import recipe_confirmed, refine_trials
 from recipes.tuning.report import write
+
+if TYPE_CHECKING:
+    import optuna
+
+    from recipes.search.spec import SweepSpec
 
 LONGER = ("still_improving", "underfitting", "plateau")  # findings that send us back to step 5
 
@@ -152,6 +157,18 @@ def ensemble_members(final: Path, stages: list[Stage], count: int) -> dict[str, 
     return members
 
 
+def chosen_stage(
+    name: str, spec: SweepSpec, study: optuna.Study, folder: Path, choice: dict
+) -> Stage:
+    """A finished stage, its edge warnings about the values it hands on: the incumbent's when no
+    challenger cleared the noise (champion.py), not the best trial's."""
+    from recipes.search.report import edge_warnings, summarize
+
+    summary = summarize(spec, study, folder)
+    summary["warnings"] = edge_warnings(spec, choice["values"], "chosen")
+    return Stage(name, folder, summary, choice)
+
+
 def search_stages(
     raw: dict, first: dict, folder: Path, clock: Clock, notes: list[str], plan: Plan | None
 ) -> list[Stage]:
@@ -159,7 +176,6 @@ def search_stages(
     stage's choice, read the chosen run's curves, refine again if they ask."""
     from recipes.search.engine import SweepOptions, run_stage
     from recipes.search.refine import refine
-    from recipes.search.report import summarize
     from recipes.search.spec import build_spec
     from recipes.tuning.curves import diagnose, load_history
 
@@ -168,7 +184,7 @@ def search_stages(
         options = SweepOptions(qmc=True, first=(first,) if first else ())
         study = run_stage(spec, stage_folder, options)
         choice, why = champion(study, first)
-        stages.append(Stage("coarse", stage_folder, summarize(spec, study, stage_folder), choice))
+        stages.append(chosen_stage("coarse", spec, study, stage_folder, choice))
     notes.append(f"coarse: {why}")
     if recipe_confirmed(raw, first, choice, folder, plan, notes):
         return stages
@@ -181,11 +197,10 @@ def search_stages(
             spec, study = refine(spec, study, stage_folder, options, todo, choice["values"])
             stage_folder = stage_folder / "refine"
             choice, why = champion(study, choice["values"])
-            summary = summarize(spec, study, stage_folder)
-            stages.append(Stage(f"refine {round_}", stage_folder, summary, choice))
+            stages.append(chosen_stage(f"refine {round_}", spec, study, stage_folder, choice))
         notes.append(f"refine round {round_}: {why}")
         findings = diagnose(load_history(choice["run_dir"]))
-        summary["findings"] = [str(f) for f in findings]
+        stages[-1].summary["findings"] = [str(f) for f in findings]
         longer = [f.rule for f in findings if f.rule in LONGER]
         if not longer or clock.budget.trials is not None:
             why = "the budget is in trials" if longer else "the curves ask for nothing more"
